@@ -1,0 +1,299 @@
+"""Boxes -> soft pixel labels (SPEC section 4, paper section 3.2).
+
+For a box b of class c and a UCM, the paper's rule is: threshold the box's UCM
+crop (normalised by its maximum) at t in (1/4, 2/4, 3/4); F_t is the region
+holding the box centre with its enclosed holes filled; the confident mask C_b is
+F_t for the smallest t with |F_t| >= alpha |b| (else F_{3/4} grown by the weakest
+neighbouring boundaries until it is large enough); the uncertain mask is
+F_{3/4} minus C_b; the rest of the box is background.
+
+All thresholds are answered by two linear-time floods over the box pixels:
+
+* ``d(p)``: the bottleneck distance from the centre -- the smallest possible
+  largest edge on a path from the centre to p.  {d < t} is the centre's region
+  of the segmentation at threshold t.
+* ``o(p)``: the largest possible smallest ``d`` on a path from the box border to
+  p.  p is cut off from the border by F_t exactly when ``o(p) < t``, so
+  {o < t} is F_t with its holes filled.
+
+Raising t past 3/4 adds the neighbouring region with the weakest boundary first,
+so the paper's fallback is the smallest level v > 3/4 with |{o < v}| >= alpha |b|.
+Both floods use a 257-bucket queue over the uint8 UCM levels.
+
+Across boxes each pixel's label is the bitset of the classes whose confident
+mask covers it; else ignored (no bit) if an uncertain mask covers it; else
+background (bit 0).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .shards import bitset_dtype
+
+STRATEGIES = ("ucm", "raw_box")
+PAPER_THRESHOLDS = (0.25, 0.5, 0.75)
+PAPER_ALPHA = 0.30
+
+# per-box record written to the shards (see pipeline.shards.BOX_DTYPE)
+INFO_FIELDS = ("threshold", "fallback", "box_area", "confident_area", "uncertain_area")
+
+
+@numba.njit(cache=True)
+def _push(head, nxt, node, top, bucket, p):
+    node[top] = p
+    nxt[top] = head[bucket]
+    head[bucket] = top
+    return top + 1
+
+
+@numba.njit(cache=True)
+def _box_levels(ucm2, x0, y0, x1, y1):
+    """Bottleneck floods inside one box.
+
+    Returns ``o`` (h*w,) int32 (filled-region level of each box pixel, row-major)
+    and ``m``, the largest UCM value on an edge between two box pixels.
+    """
+    h = y1 - y0
+    w = x1 - x0
+    n = h * w
+    m = 0
+    for y in range(y0, y1):
+        for x in range(x0, x1 - 1):
+            v = ucm2[2 * y + 1, 2 * x + 2]
+            if v > m:
+                m = v
+    for y in range(y0, y1 - 1):
+        for x in range(x0, x1):
+            v = ucm2[2 * y + 2, 2 * x + 1]
+            if v > m:
+                m = v
+    o = np.zeros(n, np.int32)
+    if m == 0:
+        return o, m
+
+    # d: bottleneck distance from the centre, increasing bucket order
+    cap = 5 * n + 8
+    head = np.full(257, -1, np.int64)
+    nxt = np.empty(cap, np.int64)
+    node = np.empty(cap, np.int64)
+    d = np.full(n, 256, np.int32)
+    cy = (h - 1) // 2
+    cx = (w - 1) // 2
+    c = cy * w + cx
+    d[c] = 0
+    top = _push(head, nxt, node, 0, 0, c)
+    for level in range(256):
+        while head[level] != -1:
+            k = head[level]
+            head[level] = nxt[k]
+            p = node[k]
+            if d[p] != level:
+                continue
+            py = p // w
+            px = p - py * w
+            gy = y0 + py
+            gx = x0 + px
+            for dirn in range(4):
+                if dirn == 0:
+                    if px + 1 >= w:
+                        continue
+                    q = p + 1
+                    e = np.int32(ucm2[2 * gy + 1, 2 * gx + 2])
+                elif dirn == 1:
+                    if px == 0:
+                        continue
+                    q = p - 1
+                    e = np.int32(ucm2[2 * gy + 1, 2 * gx])
+                elif dirn == 2:
+                    if py + 1 >= h:
+                        continue
+                    q = p + w
+                    e = np.int32(ucm2[2 * gy + 2, 2 * gx + 1])
+                else:
+                    if py == 0:
+                        continue
+                    q = p - w
+                    e = np.int32(ucm2[2 * gy, 2 * gx + 1])
+                nd = level if e < level else e
+                if nd < d[q]:
+                    d[q] = nd
+                    if top >= cap:  # cannot happen (pushes <= edges + 1); guard anyway
+                        return o, m
+                    top = _push(head, nxt, node, top, nd, q)
+
+    # o: widest path (max over paths of the min d) from the box border, decreasing order
+    head[:] = -1
+    top = 0
+    o[:] = -1
+    for p in range(n):
+        py = p // w
+        px = p - py * w
+        if py == 0 or px == 0 or py == h - 1 or px == w - 1:
+            o[p] = d[p]
+            top = _push(head, nxt, node, top, d[p], p)
+    for level in range(256, -1, -1):
+        while head[level] != -1:
+            k = head[level]
+            head[level] = nxt[k]
+            p = node[k]
+            if o[p] != level:
+                continue
+            py = p // w
+            px = p - py * w
+            for dirn in range(4):
+                if dirn == 0:
+                    if px + 1 >= w:
+                        continue
+                    q = p + 1
+                elif dirn == 1:
+                    if px == 0:
+                        continue
+                    q = p - 1
+                elif dirn == 2:
+                    if py + 1 >= h:
+                        continue
+                    q = p + w
+                else:
+                    if py == 0:
+                        continue
+                    q = p - w
+                nv = d[q] if d[q] < level else level
+                if nv > o[q]:
+                    o[q] = nv
+                    top = _push(head, nxt, node, top, nv, q)
+    return o, m
+
+
+@numba.njit(cache=True)
+def _paint(conf, unc, o, x0, y0, x1, y1, bit, v_conf, v_unc):
+    """Mark {o < v_conf} confident (OR ``bit``) and {v_conf <= o < v_unc} uncertain."""
+    w = x1 - x0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            v = o[(y - y0) * w + (x - x0)]
+            if v < v_conf:
+                conf[y, x] |= bit
+            elif v < v_unc:
+                unc[y, x] = True
+
+
+@numba.njit(cache=True)
+def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, conf, unc, info):
+    hist = np.zeros(258, np.int64)
+    nt = thresholds.shape[0]
+    for i in range(boxes.shape[0]):
+        x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        area = (x1 - x0) * (y1 - y0)
+        bit = bits[i]
+        o, m = _box_levels(ucm2, x0, y0, x1, y1)
+        if m == 0:  # no boundary inside the box: one region, the whole box
+            _paint(conf, unc, o, x0, y0, x1, y1, bit, 1, 1)
+            info[i, 0] = thresholds[0]
+            info[i, 2] = area
+            info[i, 3] = area
+            continue
+        # cumulative area below each integer level: below[v] = |{o < v}|
+        hist[:] = 0
+        for k in range(o.shape[0]):
+            hist[o[k] + 1] += 1
+        for v in range(1, 258):
+            hist[v] += hist[v - 1]
+        need = alpha * area
+        # {o < t*m} == {o < ceil(t*m)} for integer o
+        v_unc = np.int64(np.ceil(thresholds[nt - 1] * m))
+        v_conf = -1
+        chosen = 0.0
+        for j in range(nt):
+            v = np.int64(np.ceil(thresholds[j] * m))
+            if hist[v] >= need:
+                v_conf = v
+                chosen = thresholds[j]
+                break
+        fallback = v_conf < 0
+        if fallback:  # grow past the coarsest threshold, weakest boundary first
+            v_conf = 257
+            for v in range(v_unc + 1, 258):
+                if hist[v] >= need:
+                    v_conf = v
+                    break
+            chosen = (v_conf - 1) / m
+            v_unc = v_conf
+        _paint(conf, unc, o, x0, y0, x1, y1, bit, v_conf, v_unc)
+        info[i, 0] = chosen
+        info[i, 1] = 1.0 if fallback else 0.0
+        info[i, 2] = area
+        info[i, 3] = hist[v_conf]
+        info[i, 4] = hist[v_unc] - hist[v_conf]
+
+
+def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: str = "ucm",
+                    thresholds=PAPER_THRESHOLDS, alpha: float = PAPER_ALPHA, shape=None):
+    """Soft pixel labels of one image from its boxes.
+
+    Parameters
+    ----------
+    ucm2 : (2H+1, 2W+1) uint8 array or None
+        Ultrametric contour map on the doubled grid, 0..255 (only read by ``ucm``).
+    boxes : (M, 5) int array
+        ``x0, y0, x1, y1, c``: 0-based, end-exclusive pixel box inside the image,
+        class index ``c`` in 1..C.
+    num_classes : int
+        C + 1, background included (<= 64).
+    strategy : {"ucm", "raw_box"}
+        ``ucm``: the paper's multi-threshold rule; ``raw_box``: the whole box is
+        confident.
+    thresholds : sequence of float in (0, 1]
+        Increasing thresholds relative to the box's UCM maximum; the last is the
+        coarsest scale, whose region beyond the confident mask is uncertain.
+    alpha : float
+        Minimum confident area as a fraction of the box area.
+    shape : (H, W), optional
+        Image size; required when ``ucm2`` is None.
+
+    Returns
+    -------
+    labels : (H, W) unsigned int array, dtype ``bitset_dtype(num_classes)``
+        Bit c set <=> class c; 0 = ignored (uncertain).
+    info : (M, 5) float64 array
+        Per box: threshold chosen (relative; > the last threshold when the
+        fallback grew the region), fallback flag (0/1), box area, confident
+        area, uncertain area (pixels).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown box strategy {strategy!r}; expected one of {STRATEGIES}")
+    if ucm2 is not None:
+        shape = ((ucm2.shape[0] - 1) // 2, (ucm2.shape[1] - 1) // 2)
+    h, w = shape
+    dtype = bitset_dtype(num_classes)
+    boxes = np.ascontiguousarray(np.asarray(boxes, np.int64).reshape(-1, 5))
+    conf = np.zeros((h, w), dtype)
+    unc = np.zeros((h, w), np.bool_)
+    info = np.zeros((len(boxes), len(INFO_FIELDS)), np.float64)
+    if strategy == "raw_box":
+        for i, (x0, y0, x1, y1, c) in enumerate(boxes):
+            conf[y0:y1, x0:x1] |= dtype.type(1) << dtype.type(c)
+            area = (x1 - x0) * (y1 - y0)
+            info[i] = (1.0, 0.0, area, area, 0.0)
+    elif len(boxes):
+        t = np.asarray(thresholds, np.float64)
+        if t.ndim != 1 or len(t) == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or t[-1] > 1:
+            raise ValueError(f"thresholds must be increasing values in (0, 1], got {list(thresholds)}")
+        bits = np.array([1 << int(c) for c in boxes[:, 4]], dtype)
+        _ucm_boxes(np.ascontiguousarray(ucm2, np.uint8), boxes, bits, t, float(alpha), conf, unc, info)
+    labels = np.where(conf != 0, conf, np.where(unc, dtype.type(0), dtype.type(1)))
+    return labels.astype(dtype, copy=False), info
+
+
+def box_scale_masks(ucm2: np.ndarray, box, thresholds=PAPER_THRESHOLDS) -> np.ndarray:
+    """The filled centre region F_t of one box at each threshold, for display.
+
+    Returns (len(thresholds), y1-y0, x1-x0) bool.
+    """
+    x0, y0, x1, y1 = (int(v) for v in box[:4])
+    o, m = _box_levels(np.ascontiguousarray(ucm2, np.uint8), x0, y0, x1, y1)
+    o = o.reshape(y1 - y0, x1 - x0)
+    if m == 0:
+        return np.ones((len(thresholds),) + o.shape, bool)
+    return np.stack([o < np.ceil(t * m) for t in thresholds])

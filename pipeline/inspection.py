@@ -1,0 +1,148 @@
+"""``mixseg inspect``: a label shard's summary and the paper's Fig. 4 / Fig. 5 views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .boxlabels import STRATEGIES, box_scale_masks
+from .errors import InputError
+from .fileio import voc_palette
+from .shards import KINDS, ShardReader, UcmReader, bit_count, decode_bitsets
+
+UNCERTAIN_RGB = (255, 255, 255)
+
+
+def shard_summary(path) -> str:
+    """A human-readable summary of one label shard."""
+    r = ShardReader(path)
+    kinds = {k: len(r.ids_of_kind(k)) for k in KINDS}
+    with h5py.File(path, "r") as f:
+        boxes = f["boxes"][:]
+        attrs = dict(f.attrs)
+        n_label = len(f["label"])
+        n_truth = len(f["truth"])
+        sizes = [f["label"][k].id.get_storage_size() for k in f["label"]]
+    lines = [f"{path}: mixseg label shard (format {attrs['format_version']}, code {attrs['code_version']}, "
+             f"split {attrs['split']})",
+             f"  images: {len(r)}  (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")",
+             f"  classes ({r.num_classes}, bitset {r.bitset_dtype}): {', '.join(r.classes)}",
+             f"  label maps: {n_label}, true masks: {n_truth}, "
+             f"mean stored label map {np.mean(sizes) / 1024 if sizes else 0:.1f} KB"]
+    used = boxes[boxes["strategy"] != 255]
+    lines.append(f"  boxes: {len(boxes)}, turned into labels: {len(used)}")
+    if len(used):
+        fill = used["confident_area"] / np.maximum(used["box_area"], 1)
+        unc = used["uncertain_area"] / np.maximum(used["box_area"], 1)
+        strategies = json.loads(attrs["strategies"])
+        by = {strategies[s]: int((used["strategy"] == s).sum()) for s in np.unique(used["strategy"])}
+        ts, tc = np.unique(np.round(used["threshold"][used["fallback"] == 0], 3), return_counts=True)
+        lines += [f"    strategy: {by}",
+                  "    threshold chosen: " + ", ".join(f"{t:g}: {c}" for t, c in zip(ts, tc))
+                  + f", fallback growth: {int(used['fallback'].sum())}",
+                  f"    confident area / box: mean {fill.mean():.2f}, uncertain / box: mean {unc.mean():.2f}"]
+    params = json.loads(attrs["params"])
+    lines.append(f"  params: {json.dumps(params, sort_keys=True)}")
+    r.close()
+    return "\n".join(lines)
+
+
+def colorize(bitsets: np.ndarray, num_classes: int) -> np.ndarray:
+    """(H, W) bitsets -> (H, W, 3) uint8: class colours, soft pixels the mean of
+    their classes' colours, ignored pixels white."""
+    pal = voc_palette()[:num_classes].astype(np.float64)
+    onehot = decode_bitsets(bitsets, num_classes).astype(np.float64)
+    k = bit_count(bitsets).astype(np.float64)
+    rgb = onehot @ pal / np.maximum(k, 1)[..., None]
+    rgb[k == 0] = UNCERTAIN_RGB
+    return rgb.astype(np.uint8)
+
+
+def _pick(reader: ShardReader, image_id):
+    if image_id is not None:
+        if image_id not in reader.ids:
+            raise InputError(reader._shards.paths[0], f"image id {image_id!r} not in this shard")
+        return image_id
+    boxed = [i for i in reader.ids_of_kind("box") if len(reader.boxes(i))]
+    return boxed[0] if boxed else reader.ids[0]
+
+
+def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[Path]:
+    """Render Fig. 4 (one box: image, UCM, box, scale masks, final mask) and
+    Fig. 5 (image, truth, boxes, final soft label) for one image; returns PNG paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    r = ShardReader(path)
+    image_id = _pick(r, image_id)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image = r.image(image_id)
+    label, truth, boxes = r.label(image_id), r.truth(image_id), r.boxes(image_id)
+    n = r.num_classes
+    pal = voc_palette() / 255.0
+    written = []
+
+    # Fig. 5: the whole image
+    panels = [("image", image), ("ground truth", None if truth is None else colorize(truth, n)),
+              ("boxes", image), (f"final label ({r.kind(image_id)})", None if label is None else colorize(label, n))]
+    panels = [(t, p) for t, p in panels if p is not None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
+    for ax, (title, p) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(p)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+        if title == "boxes":
+            for b in boxes:
+                ax.add_patch(Rectangle((b["x0"] - 0.5, b["y0"] - 0.5), b["x1"] - b["x0"], b["y1"] - b["y0"],
+                                       fill=False, lw=1.5, color=pal[b["cls"]]))
+                ax.text(b["x0"], b["y0"], r.classes[b["cls"]], fontsize=6, color="w",
+                        bbox=dict(fc=pal[b["cls"]], lw=0, pad=0.5))
+    fig.suptitle(f"{image_id}: white = ignored, mixed colours = soft (multi-class) pixels", fontsize=9)
+    fig.tight_layout()
+    p5 = out_dir / f"{image_id}_fig5.png"
+    fig.savefig(p5, dpi=110)
+    plt.close(fig)
+    written.append(p5)
+
+    # Fig. 4: one box through the UCM rule
+    if len(boxes) and ucm_dir is not None and Path(ucm_dir).exists():
+        ucms = UcmReader(ucm_dir)
+        if image_id in ucms:
+            ucm2 = ucms[image_id]
+            b = boxes[np.argmax(boxes["box_area"])]
+            x0, y0, x1, y1 = int(b["x0"]), int(b["y0"]), int(b["x1"]), int(b["y1"])
+            thresholds = r.params.get("thresholds", [0.25, 0.5, 0.75])
+            masks = box_scale_masks(ucm2, (x0, y0, x1, y1), thresholds)
+            crop = ucm2[2 * y0:2 * y1 + 1, 2 * x0:2 * x1 + 1].astype(np.float64)
+            crop /= max(crop.max(), 1)
+            panels = [("(a) image", image[y0:y1, x0:x1]), ("(b) UCM (box crop)", 1 - crop)]
+            panels += [(f"(d) t = {t:g}", m) for t, m in zip(thresholds, masks)]
+            if label is not None:
+                panels.append(("(e) final label", colorize(label[y0:y1, x0:x1], n)))
+            fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 2.8))
+            axes[0].imshow(image)
+            axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2,
+                                        color=pal[b["cls"]]))
+            axes[0].set_title(f"(c) box: {r.classes[b['cls']]}", fontsize=9)
+            for ax, (title, p) in zip(axes[1:], panels):
+                ax.imshow(p, cmap="gray" if p.ndim == 2 else None, vmin=0, vmax=1) if p.ndim == 2 else ax.imshow(p)
+                ax.set_title(title, fontsize=9)
+            for ax in axes:
+                ax.axis("off")
+            strat = STRATEGIES[b["strategy"]] if b["strategy"] < len(STRATEGIES) else "n/a"
+            fig.suptitle(f"{image_id}: strategy {strat}, threshold chosen {b['threshold']:.3g}"
+                         f"{' (fallback growth)' if b['fallback'] else ''}", fontsize=9)
+            fig.tight_layout()
+            p4 = out_dir / f"{image_id}_fig4.png"
+            fig.savefig(p4, dpi=110)
+            plt.close(fig)
+            written.append(p4)
+        ucms.close()
+    r.close()
+    return written

@@ -1,0 +1,127 @@
+"""How good are box-derived labels?  Score each strategy against the true masks
+of the box subset.
+
+For every box-subset image with a true mask, the labels a strategy makes from
+the boxes are compared with the truth on the pixels the strategy labels (at
+least one bit) and the truth does not mark void.  A soft pixel with K classes
+counts 1/K towards each (as in the loss, Eq. 3).  Reported per strategy:
+
+* ``miou``: mean IoU over the classes present (background included), in %;
+* ``per_class_iou``;
+* ``fg_precision`` / ``fg_recall``: pixels labelled with any foreground class
+  against the true foreground (recall over all true foreground pixels, so
+  ignored ones count as missed), in %;
+* ``box_labelled`` / ``box_ignored``: share of pixels inside boxes that get a
+  label / are left ignored, in %;
+* ``seconds_per_box`` and ``fallback_boxes``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from .boxlabels import box_soft_labels
+from .errors import InputError
+from .index import load_annotations, load_images, read_mask
+from .labels_stage import label_params, load_split
+from .shards import UcmReader, bit_count, decode_bitsets
+
+
+def soft_confusion(labels: np.ndarray, truth_map: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C+1, C+1) float64 confusion, rows = truth, columns = label (soft pixels split 1/K).
+
+    ``labels``: (H, W) bitsets; ``truth_map``: (H, W) uint8 class map, 255 = void.
+    Pixels with no label bit or void truth are left out.
+    """
+    n = num_classes
+    valid = (labels != 0) & (truth_map < n)
+    lab = labels[valid]
+    tru = truth_map[valid].astype(np.int64)
+    counts = bit_count(lab)
+    conf = np.zeros((n, n), np.float64)
+    single = counts == 1
+    if single.any():
+        pred = np.log2(lab[single].astype(np.float64)).astype(np.int64)
+        conf += np.bincount(tru[single] * n + pred, minlength=n * n).reshape(n, n)
+    multi = ~single
+    if multi.any():
+        bits = decode_bitsets(lab[multi], n).astype(np.float64)
+        bits /= counts[multi, None]
+        np.add.at(conf, tru[multi], bits)
+    return conf
+
+
+def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """Per-class IoU (NaN for a class absent from both truth and labels)."""
+    tp = np.diag(conf)
+    denom = conf.sum(0) + conf.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, tp / denom, np.nan)
+
+
+def summarize(conf, fg_stats, box_px, box_labelled, seconds, n_boxes, n_fallback, classes) -> dict:
+    iou = iou_from_confusion(conf)
+    tp_fg, label_fg, true_fg = fg_stats
+    return {
+        "miou": round(float(np.nanmean(iou)) * 100, 2) if np.isfinite(iou).any() else None,
+        "per_class_iou": {c: (None if np.isnan(v) else round(float(v) * 100, 2)) for c, v in zip(classes, iou)},
+        "fg_precision": round(100 * tp_fg / max(label_fg, 1e-9), 2),
+        "fg_recall": round(100 * tp_fg / max(true_fg, 1e-9), 2),
+        "box_labelled": round(100 * box_labelled / max(box_px, 1), 2),
+        "box_ignored": round(100 * (1 - box_labelled / max(box_px, 1)), 2),
+        "boxes": int(n_boxes),
+        "fallback_boxes": int(n_fallback),
+        "seconds_per_box": round(seconds / max(n_boxes, 1), 6),
+    }
+
+
+def score_strategies(items, classes, strategies, params: dict, ucms, progress=True) -> dict:
+    """Score ``strategies`` on ``items`` = [(image record, annotation record)]."""
+    n = len(classes)
+    acc = {s: {"conf": np.zeros((n, n)), "fg": np.zeros(3), "box_px": 0, "box_lab": 0, "t": 0.0, "fb": 0}
+           for s in strategies}
+    n_boxes = 0
+    for image, ann in tqdm(items, desc="quality", unit="img", disable=not progress):
+        truth_map = read_mask(ann["mask"])
+        boxes = np.asarray(ann["boxes"], np.int64).reshape(-1, 5)
+        n_boxes += len(boxes)
+        h, w = image["height"], image["width"]
+        in_box = np.zeros((h, w), bool)
+        for x0, y0, x1, y1, _ in boxes:
+            in_box[y0:y1, x0:x1] = True
+        valid = truth_map < n
+        true_fg = valid & (truth_map > 0)
+        ucm2 = ucms[image["id"]] if "ucm" in strategies and len(boxes) else None
+        for s in strategies:
+            t0 = time.perf_counter()
+            labels, info = box_soft_labels(ucm2 if s == "ucm" else None, boxes, n, s,
+                                           params["thresholds"], params["alpha"], shape=(h, w))
+            a = acc[s]
+            a["t"] += time.perf_counter() - t0
+            a["fb"] += int(info[:, 1].sum())
+            a["conf"] += soft_confusion(labels, truth_map, n)
+            lab_fg = (labels & ~labels.dtype.type(1)) != 0  # any foreground bit
+            a["fg"] += (np.sum(lab_fg & true_fg), np.sum(lab_fg & valid), np.sum(true_fg))
+            a["box_px"] += int(in_box.sum())
+            a["box_lab"] += int((in_box & (labels != 0)).sum())
+    return {s: summarize(a["conf"], a["fg"], a["box_px"], a["box_lab"], a["t"], n_boxes, a["fb"], classes)
+            for s, a in acc.items()}
+
+
+def run_quality(images_json, annotations_json, split_json, ucm_dir, params: dict, strategies,
+                progress: bool = True) -> dict:
+    """Label quality of each strategy on the box subset (images with a true mask)."""
+    params = label_params(params)
+    images = {r["id"]: r for r in load_images(images_json)}
+    classes, annotations = load_annotations(annotations_json)
+    box_ids = sorted(i for i, k in load_split(split_json).items() if k == "box")
+    items = [(images[i], annotations[i]) for i in box_ids if annotations[i]["mask"] is not None]
+    if not items:
+        raise InputError(split_json, "no box-subset image has a true mask to score against")
+    ucms = UcmReader(ucm_dir) if "ucm" in strategies else {}
+    result = score_strategies(items, classes, list(strategies), params, ucms, progress)
+    return {"images": len(items), **result}
+

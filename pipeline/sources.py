@@ -1,0 +1,120 @@
+"""Choose the dataset reader from the ``source`` parameters.
+
+``params`` is the ``source`` section of ``params.yaml``::
+
+    kind: synthetic | voc2012 | siftflow | boxes | camvid
+    root: data/raw/...            dataset folder
+    boxes: auto                   VOC-layout kinds: auto | xml | instances;
+                                  any kind: a COCO .json file or a folder of VOC XML
+                                  files whose boxes replace the dataset's own
+                                  (for kind "boxes": the annotation path, required)
+    voc2012: {sbd: true}
+    boxes_source: {images, masks, tags, classes, val_list}    kind "boxes"
+    camvid: {things, min_area, train_dirs, val_dirs}          kind "camvid"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .boxes import class_boxes, load_boxes, read_box_annotations, resolve_path
+from .camvid import load_camvid
+from .errors import InputError
+from .index import Dataset
+from .siftflow import load_siftflow
+from .voc import BOX_MODES, load_voc
+
+KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid")
+
+
+def box_override(root, boxes) -> Path | None:
+    """The annotation path a ``boxes`` parameter names, or None for a box mode.
+
+    A value ending in ``.json`` or naming an existing folder is a path (resolved as
+    in :func:`pipeline.boxes.resolve_path`); ``auto``/``xml``/``instances`` are modes.
+    """
+    if boxes in BOX_MODES:
+        return None
+    if not isinstance(boxes, str) or not boxes:
+        raise InputError("params.yaml", f"source.boxes must be one of {BOX_MODES} or a path, not {boxes!r}")
+    path = resolve_path(root, boxes)
+    if boxes.lower().endswith(".json") or path.is_dir():
+        return path
+    raise InputError("params.yaml", f"source.boxes {boxes!r} is neither one of {BOX_MODES} nor a COCO "
+                     f".json file nor an existing folder of VOC XML files")
+
+
+def attach_boxes(dataset: Dataset, path) -> Dataset:
+    """Replace every item's boxes with those of a COCO JSON file or VOC-XML folder.
+
+    Annotated images are matched to items by id (the image file stem); annotations of
+    images that are not in the dataset are ignored, items without annotations get no
+    boxes.  Class names must be among ``dataset.classes``.
+
+    Raises
+    ------
+    InputError
+        Naming the annotation file: malformed, an unknown class name, or no annotated
+        image at all among the dataset's items.
+    """
+    _, records = read_box_annotations(path)
+    by_id = {rec["id"]: rec for rec in records}
+    if records and not any(item.id in by_id for item in dataset.items):
+        raise InputError(path, f"none of its {len(by_id)} annotated images is in the dataset "
+                         f"(images are matched by file stem)")
+    for item in dataset.items:
+        rec = by_id.get(item.id)
+        item.boxes = class_boxes(rec, dataset.classes) if rec else []
+        item.box_file = rec["source"] if rec else None
+    return dataset
+
+
+def load_source(params: dict) -> Dataset:
+    """Build the :class:`Dataset` that ``params["kind"]`` names from ``params["root"]``.
+
+    Raises
+    ------
+    InputError
+        ``params.yaml`` for an unknown kind or bad parameter; the reader's errors
+        otherwise.
+    """
+    kind = params.get("kind")
+    if kind not in KINDS:
+        raise InputError("params.yaml", f"unknown source kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if not params.get("root"):
+        raise InputError("params.yaml", f"source.root is required for kind {kind!r}")
+    root = Path(params["root"])
+    boxes = params.get("boxes", "auto")
+
+    if kind == "boxes":
+        if not boxes or boxes in BOX_MODES:
+            raise InputError("params.yaml", "source.boxes must name a COCO .json file or a folder of VOC XML "
+                             f"files for kind 'boxes', not {boxes!r}")
+        return load_boxes(root, boxes, **_options(params, "boxes_source",
+                                                  ("images", "masks", "tags", "classes", "val_list")))
+
+    override = box_override(root, boxes)
+    if kind in ("synthetic", "voc2012"):
+        sbd = kind == "voc2012" and bool(_options(params, "voc2012", ("sbd",)).get("sbd", True))
+        dataset = load_voc(root, boxes=None if override is not None else boxes, sbd=sbd)
+    else:
+        if override is None and boxes != "auto":
+            raise InputError("params.yaml", f"source.boxes {boxes!r} applies to VOC-layout sources only; "
+                             f"for kind {kind!r} use 'auto' or a COCO .json file / VOC XML folder")
+        if kind == "siftflow":
+            dataset = load_siftflow(root)
+        else:
+            dataset = load_camvid(root, **_options(params, "camvid",
+                                                   ("things", "min_area", "train_dirs", "val_dirs")))
+    return attach_boxes(dataset, override) if override is not None else dataset
+
+
+def _options(params: dict, section: str, allowed) -> dict:
+    options = params.get(section) or {}
+    if not isinstance(options, dict):
+        raise InputError("params.yaml", f"source.{section} must be a mapping")
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InputError("params.yaml", f"unknown key(s) {unknown} in source.{section} "
+                         f"(allowed: {', '.join(allowed)})")
+    return dict(options)

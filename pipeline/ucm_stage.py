@@ -1,0 +1,79 @@
+"""The ucm stage: one ultrametric contour map per training image, in HDF5 shards.
+
+Depends on the images index alone, so changing boxes, masks or the split never
+recomputes UCMs.  ``method``: ``mixseg`` (our numba OWT-UCM), ``higra`` (higra's
+watershed-by-area hierarchy on the same boundary map) or ``external`` (a folder
+of ucm2 files from gPb, MCG or COB: ``<id>.mat`` / ``.npy`` / ``.png``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from . import ucm as ucm_mod
+from .errors import InputError
+from .fileio import read_image
+from .index import load_images
+from .parallel import plan_shards, run_sharded
+from .shards import write_ucm_shard
+
+METHODS = ("mixseg", "higra", "external")
+EXTERNAL_SUFFIXES = (".mat", ".npy", ".png")
+
+
+def _external_path(folder: Path, image_id: str) -> Path:
+    for suffix in EXTERNAL_SUFFIXES:
+        p = folder / f"{image_id}{suffix}"
+        if p.exists():
+            return p
+    raise InputError(folder / f"{image_id}.mat", f"no external UCM for image {image_id} "
+                     f"(looked for {', '.join(EXTERNAL_SUFFIXES)})")
+
+
+def image_ucm2(record: dict, params: dict) -> np.ndarray:
+    """The (2H+1, 2W+1) uint8 UCM of one image record of images.json."""
+    method = params.get("method", "mixseg")
+    h, w = record["height"], record["width"]
+    if method == "external":
+        folder = Path(params["external_dir"])
+        u = ucm_mod.load_external_ucm2(_external_path(folder, record["id"]), h, w)
+        return np.round(u * 255).astype(np.uint8)
+    image = read_image(record["path"])
+    if image.shape[:2] != (h, w):
+        raise InputError(record["path"], f"image is {image.shape[1]}x{image.shape[0]}, the index says {w}x{h}; "
+                                         "rerun the source stage")
+    scales = tuple(params.get("scales", (1.0, 2.0, 4.0)))
+    if method == "mixseg":
+        return ucm_mod.ucm2(image, scales=scales)
+    if method == "higra":
+        eh, ev = ucm_mod.boundary_map(image, scales=scales)
+        return np.round(ucm_mod.ucm2_higra(eh, ev, method="area") * 255).astype(np.uint8)
+    raise InputError("params.yaml", f"ucm.method must be one of {METHODS}, not {method!r}")
+
+
+def _ucm_shard(ids, path, records, params):
+    ucms = [image_ucm2(records[i], params) for i in ids]
+    write_ucm_shard(path, ids, ucms, params=params)
+    return len(ids)
+
+
+def run_ucm(images_json, out_dir, params: dict, progress: bool = True) -> dict:
+    """Compute the UCM of every training image and write ``out_dir/ucm-NNNNN.h5``."""
+    method = params.get("method", "mixseg")
+    if method not in METHODS:
+        raise InputError("params.yaml", f"ucm.method must be one of {METHODS}, not {method!r}")
+    if method == "external":
+        ext = params.get("external_dir")
+        if not ext or not Path(ext).is_dir():
+            raise InputError(ext or "params.yaml", "ucm.external_dir must be a folder of ucm2 files")
+    records = {r["id"]: r for r in load_images(images_json) if r["split"] == "train"}
+    if not records:
+        raise InputError(images_json, "no training images")
+    shards = plan_shards(records, params.get("shard_size", 200))
+    task = functools.partial(_ucm_shard, records=records, params=params)
+    run_sharded(task, shards, out_dir, lambda k: f"ucm-{k:05d}.h5", params.get("workers", 1), "ucm", progress)
+    return {"images": len(records), "shards": len(shards), "method": method}
+

@@ -1,0 +1,143 @@
+"""`dvc repro` of the real dvc.yaml on tiny configs, in a throw-away project."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.shards import ShardReader, UcmReader
+from pipeline.vocxml import read_voc_xml
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd, cwd, check=True):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=isinstance(cmd, str))
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def tiny_params(**overrides):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["synthetic"].update(num_train=24, num_val=6, height=48, width=64, n_jobs=1)
+    params["source"]["workers"] = 1
+    params["split"]["ratio"] = [1, 2, 3]
+    for stage in ("ucm", "labels"):
+        params[stage].update(shard_size=8, workers=1)
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        params[section][name] = value
+    return params
+
+
+def make_project(tmp_path, params) -> Path:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copy(REPO / "dvc.yaml", proj)
+    shutil.copytree(REPO / "pipeline", proj / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("git init -q && git config user.email t@t && git config user.name t", proj)
+    run("dvc init -q && dvc config core.analytics false", proj)
+    return proj
+
+
+def test_default_pipeline_source_to_quality(tmp_path):
+    proj = make_project(tmp_path, tiny_params())
+    out = run("dvc repro", proj).stdout
+    for stage in ("synthetic", "source", "split", "ucm", "labels", "quality"):
+        assert f"Running stage '{stage}'" in out
+    train = ShardReader(proj / "data/labels", split="train")
+    val = ShardReader(proj / "data/labels", split="val")
+    split = json.loads((proj / "data/split.json").read_text())
+    assert split["counts"] == {"pixel": 4, "box": 8, "image": 12}
+    assert len(train) == 24 and len(val) == 6
+    for i, kind in split["assignment"].items():
+        assert train.kind(i) == kind
+        assert (train.label(i) is None) == (kind == "image")
+        assert train.truth(i) is not None and train.tags(i)[1:].any()
+    box_id = train.ids_of_kind("box")[0]
+    assert len(train.boxes(box_id)) >= 1 and (train.boxes(box_id)["strategy"] == 0).all()
+    ucms = UcmReader(proj / "data/ucm")
+    assert len(ucms.ids) == 24
+    h, w = 48, 64
+    assert ucms[box_id].shape == (2 * h + 1, 2 * w + 1)
+    quality = json.loads((proj / "metrics/label_quality.json").read_text())
+    assert set(quality) >= {"ucm", "raw_box", "images"} and quality["images"] == 8
+    assert 0 < quality["raw_box"]["miou"] <= 100 and quality["raw_box"]["box_ignored"] == 0
+    assert "up to date" in run("dvc status", proj).stdout.lower() or run("dvc status", proj).stdout.strip() == ""
+
+
+def _coco_from_voc(voc: Path, shrink: int) -> dict:
+    """Boxes of the synthetic VOC-layout set as COCO JSON, each box shrunk by ``shrink`` px a side."""
+    classes = (voc / "classes.txt").read_text().split()
+    images, anns = [], []
+    for k, xml in enumerate(sorted((voc / "Annotations").glob("*.xml"))):
+        doc = read_voc_xml(xml)
+        images.append({"id": k, "file_name": f"{xml.stem}.jpg", "width": doc["width"], "height": doc["height"]})
+        for o in doc["objects"]:
+            x0, y0, x1, y1 = o["box"]
+            if x1 - x0 > 2 * shrink + 1 and y1 - y0 > 2 * shrink + 1:
+                x0, y0, x1, y1 = x0 + shrink, y0 + shrink, x1 - shrink, y1 - shrink
+            anns.append({"id": len(anns), "image_id": k, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                         "category_id": classes.index(o["name"]), "iscrowd": 0, "area": (x1 - x0) * (y1 - y0)})
+    cats = [{"id": i, "name": n} for i, n in enumerate(classes) if i > 0]
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def test_swapping_the_box_source_reruns_labels_but_not_ucm(tmp_path):
+    # a user's own set: images + masks + COCO boxes in one folder (here made from the synthetic set)
+    proj = make_project(tmp_path, tiny_params())
+    run("dvc repro synthetic", proj)
+    voc = proj / "data/raw/synthetic/VOCdevkit/VOC2012"
+    mine = proj / "data/mine"
+    shutil.copytree(voc / "JPEGImages", mine / "images")
+    shutil.copytree(voc / "SegmentationClass", mine / "masks")
+    (mine / "classes.txt").write_text((voc / "classes.txt").read_text())
+    (mine / "val.txt").write_text((voc / "ImageSets/Segmentation/val.txt").read_text())
+    (mine / "boxes.json").write_text(json.dumps(_coco_from_voc(voc, shrink=0)))
+    params = tiny_params(**{"source.kind": "boxes", "source.root": "data/mine",
+                            "source.boxes": "data/mine/boxes.json"})
+    params["source"]["boxes_source"] = {"images": "images", "masks": "masks", "tags": None,
+                                        "classes": "classes.txt", "val_list": "val.txt"}
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("dvc repro", proj)
+    ucm_before = {p.name: p.read_bytes() for p in (proj / "data/ucm").iterdir()}
+    split_before = (proj / "data/split.json").read_bytes()
+    labels_before = ShardReader(proj / "data/labels", split="train")
+    box_id = labels_before.ids_of_kind("box")[0]
+    old_boxes = labels_before.boxes(box_id).copy()
+    labels_before.close()
+
+    (mine / "boxes.json").write_text(json.dumps(_coco_from_voc(voc, shrink=2)))  # a new box set
+    status = run("dvc status", proj).stdout
+    assert "source" in status and "ucm" not in status.split("source")[0]
+    out = run("dvc repro", proj).stdout
+    assert "Running stage 'source'" in out
+    assert "Stage 'ucm' didn't change, skipping" in out
+    assert (proj / "data/split.json").read_bytes() == split_before  # reran (masks may change), same split
+    assert "Running stage 'labels'" in out and "Running stage 'quality'" in out
+    assert {p.name: p.read_bytes() for p in (proj / "data/ucm").iterdir()} == ucm_before
+    new_boxes = ShardReader(proj / "data/labels", split="train").boxes(box_id)
+    assert not np.array_equal(new_boxes["x0"], old_boxes["x0"])
+
+
+def test_bad_input_fails_the_stage_and_leaves_no_output(tmp_path):
+    proj = make_project(tmp_path, tiny_params())
+    run("dvc repro synthetic", proj)
+    jpgs = sorted((proj / "data/raw/synthetic/VOCdevkit/VOC2012/JPEGImages").glob("*.jpg"))
+    data = jpgs[3].read_bytes()
+    jpgs[3].write_bytes(data[: len(data) // 2])  # truncated image
+    p = run("mixseg source --no-progress", proj, check=False)
+    assert p.returncode == 2
+    assert f"mixseg source: error: {jpgs[3].relative_to(proj)}" in p.stderr and "truncated" in p.stderr
+    assert not (proj / "data/source").exists()
+    assert not any(n.name.startswith(".") for n in (proj / "data").iterdir())  # no temp file left behind
