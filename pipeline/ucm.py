@@ -12,7 +12,7 @@ Thresholding at ``t`` gives the 4-connected groups of pixels joined by edges ``<
 the segmentations are nested for increasing ``t`` (the map is ultrametric) and every
 non-zero edge value is exactly the level at which its two pixels fall into one region.
 
-Method (SPEC section 3): a multi-scale oriented CIELAB gradient on the pixel edges
+Method (SPEC section 3): a multi-scale CIELAB gradient magnitude on the pixel edges
 (:func:`boundary_map`), a watershed of that edge-weighted grid into superpixels, and
 greedy merging of the two regions across the arc of lowest mean boundary strength
 (:func:`ucm2_from_edges`).  :func:`ucm2_higra` is the library baseline on the same
@@ -110,8 +110,9 @@ def boundary_map(image, scales=(1.0, 2.0, 4.0)):
     The full magnitude rather than the normal component alone: with the normal
     component a smooth ramp gives near-zero edges along it, which the watershed turns
     into axis-aligned strips, and a 45 degree contour scores 1/sqrt(2) of an
-    axis-aligned one.  On CamVid it gave both better region covering and better
-    box masks.
+    axis-aligned one.  On 34 CamVid validation photos the magnitude gave a better
+    segmentation covering of the ground truth (0.49 against 0.46 at the best fixed
+    threshold).
 
     Parameters
     ----------
@@ -161,28 +162,22 @@ def boundary_map(image, scales=(1.0, 2.0, 4.0)):
 
 
 @njit(cache=True)
-def _neighbour(p, d, W):
-    # d: 0 right, 1 left, 2 down, 3 up
-    if d == 0:
-        return p + 1
-    if d == 1:
-        return p - 1
-    if d == 2:
-        return p + W
-    return p - W
-
-
-@njit(cache=True)
-def _edge_level(qh, qv, y, x, d):
-    """Quantised weight of the edge leaving pixel (y, x) in direction d, or -1 if outside."""
-    H, W = qv.shape[0] + 1, qh.shape[1] + 1
-    if d == 0:
-        return np.int64(qh[y, x]) if x + 1 < W else -1
-    if d == 1:
-        return np.int64(qh[y, x - 1]) if x > 0 else -1
-    if d == 2:
-        return np.int64(qv[y, x]) if y + 1 < H else -1
-    return np.int64(qv[y - 1, x]) if y > 0 else -1
+def _edge_table(qh, qv, H, W):
+    """(H*W, 4) int16: quantised weight of each pixel's edge to the right, left, below,
+    above (directions 0..3), -1 where the neighbour is outside the image."""
+    N = H * W
+    t = np.full((N, 4), -1, np.int16)
+    for y in range(H):
+        for x in range(W - 1):
+            w = np.int16(qh[y, x])
+            t[y * W + x, 0] = w
+            t[y * W + x + 1, 1] = w
+    for y in range(H - 1):
+        for x in range(W):
+            w = np.int16(qv[y, x])
+            t[y * W + x, 2] = w
+            t[(y + 1) * W + x, 3] = w
+    return t
 
 
 @njit(cache=True)
@@ -191,26 +186,25 @@ def _watershed_edges(qh, qv, H, W):
 
     Markers are the regional minima of the pixel altitude (the strongest edge of each
     pixel): 4-connected plateaus with no lower neighbour.  The minima of the edge graph
-    itself would be far more numerous, because an oriented gradient is near zero along
-    a smooth ramp and every row or column of such edges becomes a minimum.  The other
-    pixels are flooded from the markers in order of the edge through which they are
-    reached (Prim's order: a minimum spanning forest rooted in the markers), so a basin
-    stops exactly at its strongest edges, which the altitude alone cannot tell apart
-    from the edge next to them.  The bucket queue holds directed edges ``4p + d``,
-    each queued at most once.
+    itself are more numerous (about 1.4 times as many on CamVid photographs), which
+    only slows the merging down.  The other pixels are flooded from the markers in
+    order of the edge through which they are reached (Prim's order: a minimum
+    spanning forest rooted in the markers), so a basin stops exactly at its strongest
+    edges, which the altitude alone cannot tell apart from the edges beside them.
+    The bucket queue holds directed edges ``4p + d``, each queued at most once.
     Returns an (H*W,) int32 label array (0..n-1) and n.
     """
     N = H * W
+    offs = np.array([1, -1, W, -W], np.int64)
+    tab = _edge_table(qh, qv, H, W)
     lab = np.full(N, -1, np.int32)
-    # pixel altitude: the strongest of its edges
-    alt = np.zeros(N, np.int32)
-    for y in range(H):
-        for x in range(W):
-            p = y * W + x
-            for d in range(4):
-                w = _edge_level(qh, qv, y, x, d)
-                if w > alt[p]:
-                    alt[p] = w
+    alt = np.zeros(N, np.int16)
+    for p in range(N):
+        m = np.int16(0)
+        for d in range(4):
+            if tab[p, d] > m:
+                m = tab[p, d]
+        alt[p] = m
 
     # regional minima of the altitude: 4-connected plateaus without a lower neighbour
     seen = np.zeros(N, np.bool_)
@@ -228,11 +222,10 @@ def _watershed_edges(qh, qv, H, W):
         while head < n:
             p = stack[head]
             head += 1
-            y, x = p // W, p % W
             for d in range(4):
-                if _edge_level(qh, qv, y, x, d) < 0:
+                if tab[p, d] < 0:
                     continue
-                q = _neighbour(p, d, W)
+                q = p + offs[d]
                 if alt[q] < k:
                     is_min = False
                 elif alt[q] == k and not seen[q]:
@@ -243,17 +236,17 @@ def _watershed_edges(qh, qv, H, W):
             for i in range(n):
                 lab[stack[i]] = nlab
             nlab += 1
+
     # flooding
-    bhead = np.full(_LEVELS, -1, np.int64)
-    btail = np.full(_LEVELS, -1, np.int64)
-    nxt = np.empty(4 * N, np.int64)
+    bhead = np.full(_LEVELS, -1, np.int32)
+    btail = np.full(_LEVELS, -1, np.int32)
+    nxt = np.empty(4 * N, np.int32)
     for p in range(N):
         if lab[p] < 0:
             continue
-        y, x = p // W, p % W
         for d in range(4):
-            w = _edge_level(qh, qv, y, x, d)
-            if w >= 0 and lab[_neighbour(p, d, W)] < 0:
+            w = tab[p, d]
+            if w >= 0 and lab[p + offs[d]] < 0:
                 e = 4 * p + d
                 nxt[e] = -1
                 if btail[w] < 0:
@@ -268,14 +261,13 @@ def _watershed_edges(qh, qv, H, W):
             if bhead[lev] < 0:
                 btail[lev] = -1
             p = e >> 2
-            q = _neighbour(p, e & 3, W)
+            q = p + offs[e & 3]
             if lab[q] >= 0:
                 continue
             lab[q] = lab[p]
-            y, x = q // W, q % W
             for d in range(4):
-                w = _edge_level(qh, qv, y, x, d)
-                if w < 0 or lab[_neighbour(q, d, W)] >= 0:
+                w = tab[q, d]
+                if w < 0 or lab[q + offs[d]] >= 0:
                     continue
                 if w < lev:
                     w = lev
@@ -776,7 +768,7 @@ def _read_mat(path: Path) -> np.ndarray:
                 variables = {k: np.asarray(f[k]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
         except OSError as e:
             raise InputError(path, f"unreadable MATLAB v7.3 file ({e})") from None
-    except (ValueError, TypeError, OSError) as e:
+    except Exception as e:  # scipy's MAT parser raises many types on corrupt files
         raise InputError(path, f"unreadable .mat file ({e})") from None
     if "ucm2" in variables:
         return np.asarray(variables["ucm2"])
