@@ -20,6 +20,19 @@ Raising t past 3/4 adds the neighbouring region with the weakest boundary first,
 so the paper's fallback is the smallest level v > 3/4 with |{o < v}| >= alpha |b|.
 Both floods use a 257-bucket queue over the uint8 UCM levels.
 
+``rule="enclosed"`` (mixseg's default) keeps the thresholds, alpha and the
+confident / uncertain / background structure but replaces the centre seed: a
+tight box means the object's outer contour separates it from what lies just
+outside the box.  ``e(p)`` is the bottleneck distance from a ring of pixels just
+outside the box (``margin`` of the box size), so {e >= t} is the part of the box
+enclosed by contours of strength >= t -- holes filled by construction, and no
+assumption that the box centre lies on the object (rings, crescents, occluded
+objects).  The confident mask is the region enclosed by the *strongest* threshold
+that still covers alpha of the box; what the weakest threshold encloses beyond
+it is uncertain; if no threshold reaches alpha the level is lowered until one
+does.  Measured on CamVid and the synthetic set it is far better than the centre
+rule (README, "Box labels").
+
 Across boxes each pixel's label is the bitset of the classes whose confident
 mask covers it; else ignored (no bit) if an uncertain mask covers it; else
 background (bit 0).
@@ -33,6 +46,8 @@ import numpy as np
 from .shards import bitset_dtype
 
 STRATEGIES = ("ucm", "raw_box")
+RULES = ("enclosed", "paper")
+DEFAULT_MARGIN = 0.1
 PAPER_THRESHOLDS = (0.25, 0.5, 0.75)
 PAPER_ALPHA = 0.30
 
@@ -167,6 +182,106 @@ def _box_levels(ucm2, x0, y0, x1, y1):
 
 
 @numba.njit(cache=True)
+def _enclosed_levels(ucm2, x0, y0, x1, y1, margin):
+    """Bottleneck distance from the ring just outside the box to each box pixel.
+
+    Returns ``e`` (h*w,) int32 over the box pixels, ``m`` the largest UCM value on
+    an edge inside the expanded crop, and whether any seed existed (a box that
+    fills the image on all four sides has no outside to flood from).
+    """
+    H = (ucm2.shape[0] - 1) // 2
+    W = (ucm2.shape[1] - 1) // 2
+    mx = max(1, int(np.round(margin * (x1 - x0))))
+    my = max(1, int(np.round(margin * (y1 - y0))))
+    X0, Y0, X1, Y1 = max(x0 - mx, 0), max(y0 - my, 0), min(x1 + mx, W), min(y1 + my, H)
+    h = Y1 - Y0
+    w = X1 - X0
+    n = h * w
+    e_box = np.zeros((y1 - y0) * (x1 - x0), np.int32)
+    m = 0
+    for y in range(Y0, Y1):
+        for x in range(X0, X1 - 1):
+            v = ucm2[2 * y + 1, 2 * x + 2]
+            if v > m:
+                m = v
+    for y in range(Y0, Y1 - 1):
+        for x in range(X0, X1):
+            v = ucm2[2 * y + 2, 2 * x + 1]
+            if v > m:
+                m = v
+    cap = 5 * n + 8
+    head = np.full(257, -1, np.int64)
+    nxt = np.empty(cap, np.int64)
+    node = np.empty(cap, np.int64)
+    d = np.full(n, 256, np.int32)
+    top = 0
+    for p in range(n):
+        py = p // w
+        px = p - py * w
+        if (py == 0 and Y0 < y0) or (py == h - 1 and Y1 > y1) or (px == 0 and X0 < x0) or (px == w - 1 and X1 > x1):
+            d[p] = 0
+            top = _push(head, nxt, node, top, 0, p)
+    if top == 0:
+        return e_box, m, False
+    for level in range(256):
+        while head[level] != -1:
+            k = head[level]
+            head[level] = nxt[k]
+            p = node[k]
+            if d[p] != level:
+                continue
+            py = p // w
+            px = p - py * w
+            gy = Y0 + py
+            gx = X0 + px
+            for dirn in range(4):
+                if dirn == 0:
+                    if px + 1 >= w:
+                        continue
+                    q = p + 1
+                    e = np.int32(ucm2[2 * gy + 1, 2 * gx + 2])
+                elif dirn == 1:
+                    if px == 0:
+                        continue
+                    q = p - 1
+                    e = np.int32(ucm2[2 * gy + 1, 2 * gx])
+                elif dirn == 2:
+                    if py + 1 >= h:
+                        continue
+                    q = p + w
+                    e = np.int32(ucm2[2 * gy + 2, 2 * gx + 1])
+                else:
+                    if py == 0:
+                        continue
+                    q = p - w
+                    e = np.int32(ucm2[2 * gy, 2 * gx + 1])
+                nd = level if e < level else e
+                if nd < d[q]:
+                    d[q] = nd
+                    if top >= cap:
+                        return e_box, m, True
+                    top = _push(head, nxt, node, top, nd, q)
+    bw = x1 - x0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            e_box[(y - y0) * bw + (x - x0)] = d[(y - Y0) * w + (x - X0)]
+    return e_box, m, True
+
+
+@numba.njit(cache=True)
+def _paint_enclosed(conf, unc, e, x0, y0, x1, y1, bit, v_conf, v_unc):
+    """Mark {e >= v_conf} confident (OR ``bit``) and {v_unc <= e < v_conf} uncertain."""
+    w = x1 - x0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            v = e[(y - y0) * w + (x - x0)]
+            if v >= v_conf:
+                conf[y, x] |= bit
+            elif v >= v_unc:
+                unc[y, x] = True
+
+
+@numba.njit(cache=True)
 def _paint(conf, unc, o, x0, y0, x1, y1, bit, v_conf, v_unc):
     """Mark {o < v_conf} confident (OR ``bit``) and {v_conf <= o < v_unc} uncertain."""
     w = x1 - x0
@@ -180,13 +295,62 @@ def _paint(conf, unc, o, x0, y0, x1, y1, bit, v_conf, v_unc):
 
 
 @numba.njit(cache=True)
-def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, conf, unc, info):
+def _enclosed_box(conf, unc, info, i, e, m, x0, y0, x1, y1, bit, thresholds, alpha, hist):
+    """The enclosed rule for one box, given its levels ``e``."""
+    area = (x1 - x0) * (y1 - y0)
+    nt = thresholds.shape[0]
+    if m == 0:  # no boundary anywhere near the box: all of it
+        _paint_enclosed(conf, unc, e, x0, y0, x1, y1, bit, 0, 0)
+        info[i, 0] = thresholds[nt - 1]
+        info[i, 2] = area
+        info[i, 3] = area
+        return
+    # at_least[v] = |{e >= v}|
+    hist[:] = 0
+    for k in range(e.shape[0]):
+        hist[e[k]] += 1
+    for v in range(255, -1, -1):
+        hist[v] += hist[v + 1]
+    need = alpha * area
+    v_unc = np.int64(np.ceil(thresholds[0] * m))
+    v_conf = -1
+    chosen = 0.0
+    for j in range(nt - 1, -1, -1):  # strongest enclosing contour first
+        v = np.int64(np.ceil(thresholds[j] * m))
+        if hist[v] >= need:
+            v_conf = v
+            chosen = thresholds[j]
+            break
+    fallback = v_conf < 0
+    if fallback:  # lower the level below the weakest threshold until alpha is covered
+        v_conf = 0
+        for v in range(v_unc - 1, -1, -1):
+            if hist[v] >= need:
+                v_conf = v
+                break
+        chosen = v_conf / m
+        v_unc = v_conf
+    _paint_enclosed(conf, unc, e, x0, y0, x1, y1, bit, v_conf, v_unc)
+    info[i, 0] = chosen
+    info[i, 1] = 1.0 if fallback else 0.0
+    info[i, 2] = area
+    info[i, 3] = hist[v_conf]
+    info[i, 4] = hist[v_unc] - hist[v_conf]
+
+
+@numba.njit(cache=True)
+def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, conf, unc, info):
     hist = np.zeros(258, np.int64)
     nt = thresholds.shape[0]
     for i in range(boxes.shape[0]):
         x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
         area = (x1 - x0) * (y1 - y0)
         bit = bits[i]
+        if enclosed:
+            e, m, seeded = _enclosed_levels(ucm2, x0, y0, x1, y1, margin)
+            if seeded:
+                _enclosed_box(conf, unc, info, i, e, m, x0, y0, x1, y1, bit, thresholds, alpha, hist)
+                continue
         o, m = _box_levels(ucm2, x0, y0, x1, y1)
         if m == 0:  # no boundary inside the box: one region, the whole box
             _paint(conf, unc, o, x0, y0, x1, y1, bit, 1, 1)
@@ -229,7 +393,8 @@ def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, conf, unc, info):
 
 
 def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: str = "ucm",
-                    thresholds=PAPER_THRESHOLDS, alpha: float = PAPER_ALPHA, shape=None):
+                    thresholds=PAPER_THRESHOLDS, alpha: float = PAPER_ALPHA, shape=None,
+                    rule: str = "paper", margin: float = DEFAULT_MARGIN):
     """Soft pixel labels of one image from its boxes.
 
     Parameters
@@ -251,18 +416,28 @@ def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: 
         Minimum confident area as a fraction of the box area.
     shape : (H, W), optional
         Image size; required when ``ucm2`` is None.
+    rule : {"paper", "enclosed"}
+        Region selection of the ``ucm`` strategy: ``paper`` grows from the box
+        centre (SPEC section 4); ``enclosed`` takes what the box's outside cannot
+        reach (module docstring).  Boxes with no outside (the whole image) use
+        ``paper``.
+    margin : float
+        Width of the outside ring of the ``enclosed`` rule, as a fraction of the
+        box's width / height (at least 1 pixel).
 
     Returns
     -------
     labels : (H, W) unsigned int array, dtype ``bitset_dtype(num_classes)``
         Bit c set <=> class c; 0 = ignored (uncertain).
     info : (M, 5) float64 array
-        Per box: threshold chosen (relative; > the last threshold when the
-        fallback grew the region), fallback flag (0/1), box area, confident
-        area, uncertain area (pixels).
+        Per box: threshold chosen (relative to the box's UCM maximum; beyond the
+        thresholds when the fallback changed the level), fallback flag (0/1),
+        box area, confident area, uncertain area (pixels).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown box strategy {strategy!r}; expected one of {STRATEGIES}")
+    if rule not in RULES:
+        raise ValueError(f"unknown region rule {rule!r}; expected one of {RULES}")
     if ucm2 is not None:
         shape = ((ucm2.shape[0] - 1) // 2, (ucm2.shape[1] - 1) // 2)
     h, w = shape
@@ -281,18 +456,29 @@ def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: 
         if t.ndim != 1 or len(t) == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or t[-1] > 1:
             raise ValueError(f"thresholds must be increasing values in (0, 1], got {list(thresholds)}")
         bits = np.array([1 << int(c) for c in boxes[:, 4]], dtype)
-        _ucm_boxes(np.ascontiguousarray(ucm2, np.uint8), boxes, bits, t, float(alpha), conf, unc, info)
+        _ucm_boxes(np.ascontiguousarray(ucm2, np.uint8), boxes, bits, t, float(alpha), rule == "enclosed",
+                   float(margin), conf, unc, info)
     labels = np.where(conf != 0, conf, np.where(unc, dtype.type(0), dtype.type(1)))
     return labels.astype(dtype, copy=False), info
 
 
-def box_scale_masks(ucm2: np.ndarray, box, thresholds=PAPER_THRESHOLDS) -> np.ndarray:
-    """The filled centre region F_t of one box at each threshold, for display.
+def box_scale_masks(ucm2: np.ndarray, box, thresholds=PAPER_THRESHOLDS, rule: str = "paper",
+                    margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """The region of one box at each threshold, for display: F_t (``paper``: the
+    centre's region, holes filled) or the part enclosed at t (``enclosed``).
 
     Returns (len(thresholds), y1-y0, x1-x0) bool.
     """
     x0, y0, x1, y1 = (int(v) for v in box[:4])
-    o, m = _box_levels(np.ascontiguousarray(ucm2, np.uint8), x0, y0, x1, y1)
+    u = np.ascontiguousarray(ucm2, np.uint8)
+    if rule == "enclosed":
+        e, m, seeded = _enclosed_levels(u, x0, y0, x1, y1, float(margin))
+        if seeded:
+            e = e.reshape(y1 - y0, x1 - x0)
+            if m == 0:
+                return np.ones((len(thresholds),) + e.shape, bool)
+            return np.stack([e >= np.ceil(t * m) for t in thresholds])
+    o, m = _box_levels(u, x0, y0, x1, y1)
     o = o.reshape(y1 - y0, x1 - x0)
     if m == 0:
         return np.ones((len(thresholds),) + o.shape, bool)

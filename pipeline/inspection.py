@@ -118,7 +118,8 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
             b = boxes[np.argmax(boxes["box_area"])]
             x0, y0, x1, y1 = int(b["x0"]), int(b["y0"]), int(b["x1"]), int(b["y1"])
             thresholds = r.params.get("thresholds", [0.25, 0.5, 0.75])
-            masks = box_scale_masks(ucm2, (x0, y0, x1, y1), thresholds)
+            rule = r.params.get("rule", "paper")
+            masks = box_scale_masks(ucm2, (x0, y0, x1, y1), thresholds, rule, r.params.get("margin", 0.1))
             crop = ucm2[2 * y0:2 * y1 + 1, 2 * x0:2 * x1 + 1].astype(np.float64)
             crop /= max(crop.max(), 1)
             panels = [("(a) image", image[y0:y1, x0:x1]), ("(b) UCM (box crop)", 1 - crop)]
@@ -136,7 +137,7 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
             for ax in axes:
                 ax.axis("off")
             strat = STRATEGIES[b["strategy"]] if b["strategy"] < len(STRATEGIES) else "n/a"
-            fig.suptitle(f"{image_id}: strategy {strat}, threshold chosen {b['threshold']:.3g}"
+            fig.suptitle(f"{image_id}: strategy {strat} ({rule} rule), threshold chosen {b['threshold']:.3g}"
                          f"{' (fallback growth)' if b['fallback'] else ''}", fontsize=9)
             fig.tight_layout()
             p4 = out_dir / f"{image_id}_fig4.png"

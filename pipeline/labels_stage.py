@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .boxlabels import PAPER_ALPHA, PAPER_THRESHOLDS, STRATEGIES, box_soft_labels
+from .boxlabels import DEFAULT_MARGIN, PAPER_ALPHA, PAPER_THRESHOLDS, RULES, STRATEGIES, box_soft_labels
 from .errors import InputError
 from .fileio import read_json
 from .index import load_annotations, load_images, read_mask
@@ -33,8 +33,12 @@ def load_split(path) -> dict[str, str]:
 
 def label_params(params: dict) -> dict:
     """The labels section with defaults filled in and checked."""
-    p = {"strategy": "ucm", "thresholds": list(PAPER_THRESHOLDS), "alpha": PAPER_ALPHA,
-         "shard_size": 200, "workers": 1, **(params or {})}
+    p = {"strategy": "ucm", "rule": "enclosed", "margin": DEFAULT_MARGIN, "thresholds": list(PAPER_THRESHOLDS),
+         "alpha": PAPER_ALPHA, "shard_size": 200, "workers": 1, **(params or {})}
+    if p["rule"] not in RULES:
+        raise InputError("params.yaml", f"labels.rule must be one of {RULES}, not {p['rule']!r}")
+    if not 0 <= float(p["margin"]) <= 1:
+        raise InputError("params.yaml", f"labels.margin must be in [0, 1], got {p['margin']}")
     if p["strategy"] not in STRATEGIES:
         raise InputError("params.yaml", f"labels.strategy must be one of {STRATEGIES}, not {p['strategy']!r}")
     t = [float(x) for x in p["thresholds"]]
@@ -78,7 +82,8 @@ def image_record(image: dict, ann: dict, kind: str, classes, params: dict, ucms)
                 raise InputError(image["path"], f"UCM of {image['id']} is {ucm2.shape}, expected "
                                                 f"{(2 * h + 1, 2 * w + 1)}")
         label, info = box_soft_labels(ucm2, boxes, num_classes, strategy, params["thresholds"],
-                                      params["alpha"], shape=(h, w))
+                                      params["alpha"], shape=(h, w), rule=params["rule"],
+                                      margin=float(params["margin"]))
         rec_boxes["strategy"] = STRATEGIES.index(strategy)
         rec_boxes["threshold"] = info[:, 0]
         rec_boxes["fallback"] = info[:, 1]

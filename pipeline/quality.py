@@ -98,7 +98,8 @@ def score_strategies(items, classes, strategies, params: dict, ucms, progress=Tr
         for s in strategies:
             t0 = time.perf_counter()
             labels, info = box_soft_labels(ucm2 if s == "ucm" else None, boxes, n, s,
-                                           params["thresholds"], params["alpha"], shape=(h, w))
+                                           params["thresholds"], params["alpha"], shape=(h, w),
+                                           rule=params["rule"], margin=float(params["margin"]))
             a = acc[s]
             a["t"] += time.perf_counter() - t0
             a["fb"] += int(info[:, 1].sum())

@@ -184,3 +184,92 @@ def test_random_ucms_and_boxes_keep_the_invariants(h, w, seed, alpha):
     assert np.all(masks[:-1] <= masks[1:])
     cy, cx = (y1 - y0 - 1) // 2, (x1 - x0 - 1) // 2
     assert masks[0][cy, cx]  # the centre is always in its own region
+
+
+# ----------------------------------------------------------------------------- the enclosed rule
+
+def l_shape_scene(object_edge=200, halo_edge=None):
+    """15x15 image, box [2, 2, 13, 13]; the object is an L (left 3 columns and bottom 3 rows
+    of the box), so the box centre (7, 7) lies on background connected to the outside.
+    With ``halo_edge`` a weaker contour also encloses the object plus a 2-px band."""
+    r = np.zeros((15, 15), int)
+    obj = np.zeros((15, 15), bool)
+    obj[2:13, 2:5] = True
+    obj[10:13, 2:13] = True
+    r[obj] = 1
+    if halo_edge is not None:
+        halo = np.zeros((15, 15), bool)
+        halo[2:13, 2:7] = True
+        halo[8:13, 2:13] = True
+        r[halo & ~obj] = 2
+    table = {(0, 1): object_edge, (1, 2): object_edge, (0, 2): halo_edge or 0}
+    return r, obj, ucm_from_regions(r, lambda a, b: table[(min(a, b), max(a, b))])
+
+
+def test_enclosed_rule_finds_an_object_whose_box_centre_is_background():
+    r, obj, u = l_shape_scene()
+    box = [[2, 2, 13, 13, 1]]
+    labels, info = box_soft_labels(u, box, num_classes=2, rule="enclosed")
+    assert tuple(info[0]) == (0.75, 0, 121, 57, 0)  # 33 + 24 object pixels
+    np.testing.assert_array_equal(labels == 0b10, obj)
+    # the paper's centre rule starts on the background and labels it as the object
+    paper, _ = box_soft_labels(u, box, num_classes=2, rule="paper")
+    assert paper[7, 7] == 0b10 and paper[11, 3] != 0b10
+
+
+def test_enclosed_rule_strongest_contour_is_confident_weaker_one_uncertain():
+    r, obj, u = l_shape_scene(object_edge=200, halo_edge=80)
+    labels, info = box_soft_labels(u, [[2, 2, 13, 13, 1]], num_classes=2, rule="enclosed")
+    halo = r == 2
+    # t = 3/4 (150): only the object is cut off; t = 1/4 (50): the 80-contour encloses the halo too
+    assert tuple(info[0]) == (0.75, 0, 121, 57, halo.sum())
+    np.testing.assert_array_equal(labels == 0b10, obj)
+    np.testing.assert_array_equal(labels == 0, halo)
+    assert np.all(labels[(r == 0)] == 1)
+
+
+def test_enclosed_rule_lowers_the_level_when_nothing_is_large_enough():
+    r = np.zeros((15, 15), int)
+    r[6:9, 6:9] = 1  # a 9-px object in a 121-px box: below alpha at every threshold
+    u = ucm_from_regions(r, lambda a, b: 200)
+    labels, info = box_soft_labels(u, [[2, 2, 13, 13, 1]], num_classes=2, rule="enclosed")
+    t, fallback, area, conf, unc = info[0]
+    assert fallback == 1 and conf == 121 and unc == 0 and t == 0
+    assert np.all(labels[2:13, 2:13] == 0b10)
+
+
+def test_enclosed_rule_without_an_outside_uses_the_paper_rule():
+    regions, u = nested_squares([240, 170, 130, 100])  # the box is the whole 11x11 image
+    a, ia = box_soft_labels(u, [[0, 0, 11, 11, 3]], num_classes=5, rule="enclosed")
+    b, ib = box_soft_labels(u, [[0, 0, 11, 11, 3]], num_classes=5, rule="paper")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ia, ib)
+
+
+def test_enclosed_scale_masks_shrink_with_the_threshold():
+    r, obj, u = l_shape_scene(object_edge=200, halo_edge=80)
+    masks = box_scale_masks(u, (2, 2, 13, 13), rule="enclosed")
+    assert np.all(masks[1:] <= masks[:-1])
+    np.testing.assert_array_equal(masks[-1], obj[2:13, 2:13])
+    np.testing.assert_array_equal(masks[0], (r > 0)[2:13, 2:13])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(4, 14), st.integers(4, 14), st.integers(0, 2**31 - 1), st.floats(0.05, 1.0),
+       st.floats(0.0, 0.5))
+def test_enclosed_rule_random_invariants(h, w, seed, alpha, margin):
+    rng = np.random.default_rng(seed)
+    regions = rng.integers(0, 5, size=(h, w))
+    strengths = rng.integers(1, 256, size=(5, 5))
+    u = ucm_from_regions(regions, lambda a, b: strengths[min(a, b), max(a, b)])
+    x0, x1 = sorted(rng.choice(w + 1, 2, replace=False))
+    y0, y1 = sorted(rng.choice(h + 1, 2, replace=False))
+    labels, info = box_soft_labels(u, [[x0, y0, x1, y1, 2]], num_classes=3, alpha=alpha, rule="enclosed",
+                                   margin=margin)
+    t, fallback, area, conf, unc = info[0]
+    inside = labels[y0:y1, x0:x1]
+    assert conf >= alpha * area - 1e-9 and conf + unc <= area
+    assert np.sum(inside == 0b100) == conf and np.sum(inside == 0) == unc
+    outside = np.ones((h, w), bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.all(labels[outside] == 1)
