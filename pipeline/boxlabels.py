@@ -63,12 +63,189 @@ def _push(head, nxt, node, top, bucket, p):
     return top + 1
 
 
-@numba.njit(cache=True)
-def _box_levels(ucm2, x0, y0, x1, y1):
-    """Bottleneck floods inside one box.
+def _work_size(x0, y0, x1, y1) -> int:
+    """Pixels of a crop laid out with a power-of-two row stride."""
+    return (y1 - y0) * (1 << max(int(x1 - x0) - 1, 0).bit_length())
 
-    Returns ``o`` (h*w,) int32 (filled-region level of each box pixel, row-major)
-    and ``m``, the largest UCM value on an edge between two box pixels.
+
+def _buffers(n):
+    """Work arrays for floods over at most ``n`` (strided) pixels, reused across the boxes of an image:
+    head, nxt, node (bucket queue), d, o, stack, tmp."""
+    return (np.empty(257, np.int32), np.empty(5 * n + 8, np.int32), np.empty(5 * n + 8, np.int32),
+            np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32))
+
+
+@numba.njit(cache=True)
+def _flood_min(ucm2, X0, Y0, w, h, shift, d, head, nxt, node, stack, top):
+    """Bottleneck (min over paths of the max edge) distances on the crop at (X0, Y0) of
+    size h x w, from the seeds already in ``d`` and the buckets; levels in increasing
+    order.  Pixel (py, px) is ``py << shift | px`` (a power-of-two row stride: no
+    division in the loop).  Work at the current level goes on a plain stack (most of
+    it: edges inside a UCM region are 0), the rest into linked-list buckets."""
+    mask = (1 << shift) - 1
+    S = 1 << shift
+    for level in range(256):
+        sp = 0
+        while head[level] != -1:
+            k = head[level]
+            head[level] = nxt[k]
+            p = node[k]
+            if d[p] == level:
+                stack[sp] = p
+                sp += 1
+        while sp > 0:
+            sp -= 1
+            p = stack[sp]
+            py = p >> shift
+            px = p & mask
+            r = 2 * (Y0 + py) + 1
+            c = 2 * (X0 + px) + 1
+            if px + 1 < w:
+                q = p + 1
+                e = np.int32(ucm2[r, c + 1])
+                nd = e if e > level else level
+                if nd < d[q]:
+                    d[q] = nd
+                    if nd == level:
+                        stack[sp] = q
+                        sp += 1
+                    else:
+                        node[top] = q
+                        nxt[top] = head[nd]
+                        head[nd] = top
+                        top += 1
+            if px > 0:
+                q = p - 1
+                e = np.int32(ucm2[r, c - 1])
+                nd = e if e > level else level
+                if nd < d[q]:
+                    d[q] = nd
+                    if nd == level:
+                        stack[sp] = q
+                        sp += 1
+                    else:
+                        node[top] = q
+                        nxt[top] = head[nd]
+                        head[nd] = top
+                        top += 1
+            if py + 1 < h:
+                q = p + S
+                e = np.int32(ucm2[r + 1, c])
+                nd = e if e > level else level
+                if nd < d[q]:
+                    d[q] = nd
+                    if nd == level:
+                        stack[sp] = q
+                        sp += 1
+                    else:
+                        node[top] = q
+                        nxt[top] = head[nd]
+                        head[nd] = top
+                        top += 1
+            if py > 0:
+                q = p - S
+                e = np.int32(ucm2[r - 1, c])
+                nd = e if e > level else level
+                if nd < d[q]:
+                    d[q] = nd
+                    if nd == level:
+                        stack[sp] = q
+                        sp += 1
+                    else:
+                        node[top] = q
+                        nxt[top] = head[nd]
+                        head[nd] = top
+                        top += 1
+
+
+@numba.njit(cache=True)
+def _flood_maximin(d, w, h, shift, o, head, nxt, node, stack, top):
+    """Widest paths (max over paths of the min d) from the seeds already in ``o`` and
+    the buckets; levels in decreasing order; layout as in :func:`_flood_min`."""
+    mask = (1 << shift) - 1
+    S = 1 << shift
+    for level in range(256, -1, -1):
+        sp = 0
+        while head[level] != -1:
+            k = head[level]
+            head[level] = nxt[k]
+            p = node[k]
+            if o[p] == level:
+                stack[sp] = p
+                sp += 1
+        while sp > 0:
+            sp -= 1
+            p = stack[sp]
+            py = p >> shift
+            px = p & mask
+            if px + 1 < w:
+                q = p + 1
+                nv = d[q] if d[q] < level else level
+                if nv > o[q]:
+                    o[q] = nv
+                    if nv == level:
+                        stack[sp] = q
+                        sp += 1
+                    else:
+                        node[top] = q
+                        nxt[top] = head[nv]
+                        head[nv] = top
+                        top += 1
+            if px > 0:
+                q = p - 1
+                nv = d[q] if d[q] < level else level
+                if nv > o[q]:
+                    o[q] = nv
+                    if nv == level:
+                        stack[sp] = q
+                        sp += 1
+                    else:
+                        node[top] = q
+                        nxt[top] = head[nv]
+                        head[nv] = top
+                        top += 1
+            if py + 1 < h:
+                q = p + S
+                nv = d[q] if d[q] < level else level
+                if nv > o[q]:
+                    o[q] = nv
+                    if nv == level:
+                        stack[sp] = q
+                        sp += 1
+                    else:
+                        node[top] = q
+                        nxt[top] = head[nv]
+                        head[nv] = top
+                        top += 1
+            if py > 0:
+                q = p - S
+                nv = d[q] if d[q] < level else level
+                if nv > o[q]:
+                    o[q] = nv
+                    if nv == level:
+                        stack[sp] = q
+                        sp += 1
+                    else:
+                        node[top] = q
+                        nxt[top] = head[nv]
+                        head[nv] = top
+                        top += 1
+
+
+@numba.njit(cache=True)
+def _stride_shift(w):
+    shift = 0
+    while (1 << shift) < w:
+        shift += 1
+    return shift
+
+
+@numba.njit(cache=True)
+def _box_levels(ucm2, x0, y0, x1, y1, head, nxt, node, d, o, stack, tmp):
+    """The paper rule's two floods inside one box (the other arrays are work space).
+
+    Fills ``o[:h*w]`` (filled-region level of each box pixel, row-major) and returns
+    ``m``, the largest UCM value on an edge between two box pixels.
     """
     h = y1 - y0
     w = x1 - x0
@@ -84,110 +261,50 @@ def _box_levels(ucm2, x0, y0, x1, y1):
             v = ucm2[2 * y + 2, 2 * x + 1]
             if v > m:
                 m = v
-    o = np.zeros(n, np.int32)
     if m == 0:
-        return o, m
-
-    # d: bottleneck distance from the centre, increasing bucket order
-    cap = 5 * n + 8
-    head = np.full(257, -1, np.int64)
-    nxt = np.empty(cap, np.int64)
-    node = np.empty(cap, np.int64)
-    d = np.full(n, 256, np.int32)
-    cy = (h - 1) // 2
-    cx = (w - 1) // 2
-    c = cy * w + cx
+        o[:n] = 0
+        return m
+    shift = _stride_shift(w)
+    ns = h << shift
+    # d: bottleneck distance from the centre
+    head[:] = -1
+    d[:ns] = 256
+    c = (((h - 1) // 2) << shift) + (w - 1) // 2
     d[c] = 0
     top = _push(head, nxt, node, 0, 0, c)
-    for level in range(256):
-        while head[level] != -1:
-            k = head[level]
-            head[level] = nxt[k]
-            p = node[k]
-            if d[p] != level:
-                continue
-            py = p // w
-            px = p - py * w
-            gy = y0 + py
-            gx = x0 + px
-            for dirn in range(4):
-                if dirn == 0:
-                    if px + 1 >= w:
-                        continue
-                    q = p + 1
-                    e = np.int32(ucm2[2 * gy + 1, 2 * gx + 2])
-                elif dirn == 1:
-                    if px == 0:
-                        continue
-                    q = p - 1
-                    e = np.int32(ucm2[2 * gy + 1, 2 * gx])
-                elif dirn == 2:
-                    if py + 1 >= h:
-                        continue
-                    q = p + w
-                    e = np.int32(ucm2[2 * gy + 2, 2 * gx + 1])
-                else:
-                    if py == 0:
-                        continue
-                    q = p - w
-                    e = np.int32(ucm2[2 * gy, 2 * gx + 1])
-                nd = level if e < level else e
-                if nd < d[q]:
-                    d[q] = nd
-                    if top >= cap:  # cannot happen (pushes <= edges + 1); guard anyway
-                        return o, m
-                    top = _push(head, nxt, node, top, nd, q)
-
-    # o: widest path (max over paths of the min d) from the box border, decreasing order
+    _flood_min(ucm2, x0, y0, w, h, shift, d, head, nxt, node, stack, top)
+    # o: widest path from the box border over d
     head[:] = -1
     top = 0
-    o[:] = -1
-    for p in range(n):
-        py = p // w
-        px = p - py * w
-        if py == 0 or px == 0 or py == h - 1 or px == w - 1:
-            o[p] = d[p]
-            top = _push(head, nxt, node, top, d[p], p)
-    for level in range(256, -1, -1):
-        while head[level] != -1:
-            k = head[level]
-            head[level] = nxt[k]
-            p = node[k]
-            if o[p] != level:
-                continue
-            py = p // w
-            px = p - py * w
-            for dirn in range(4):
-                if dirn == 0:
-                    if px + 1 >= w:
-                        continue
-                    q = p + 1
-                elif dirn == 1:
-                    if px == 0:
-                        continue
-                    q = p - 1
-                elif dirn == 2:
-                    if py + 1 >= h:
-                        continue
-                    q = p + w
-                else:
-                    if py == 0:
-                        continue
-                    q = p - w
-                nv = d[q] if d[q] < level else level
-                if nv > o[q]:
-                    o[q] = nv
-                    top = _push(head, nxt, node, top, nv, q)
-    return o, m
+    tmp[:ns] = -1
+    for py in range(h):
+        for px in range(w):
+            if py == 0 or px == 0 or py == h - 1 or px == w - 1:
+                p = (py << shift) + px
+                tmp[p] = d[p]
+                top = _push(head, nxt, node, top, d[p], p)
+    _flood_maximin(d, w, h, shift, tmp, head, nxt, node, stack, top)
+    for py in range(h):
+        for px in range(w):
+            o[py * w + px] = tmp[(py << shift) + px]
+    return m
+
+
+def _expanded(x0, y0, x1, y1, margin, height, width):
+    """The box grown by ``margin`` of its size (at least 1 px) on each side, clipped."""
+    mx = max(1, int(np.round(margin * (x1 - x0))))
+    my = max(1, int(np.round(margin * (y1 - y0))))
+    return max(x0 - mx, 0), max(y0 - my, 0), min(x1 + mx, width), min(y1 + my, height)
 
 
 @numba.njit(cache=True)
-def _enclosed_levels(ucm2, x0, y0, x1, y1, margin):
+def _enclosed_levels(ucm2, x0, y0, x1, y1, margin, head, nxt, node, d, e_box, stack, tmp):
     """Bottleneck distance from the ring just outside the box to each box pixel.
 
-    Returns ``e`` (h*w,) int32 over the box pixels, ``m`` the largest UCM value on
-    an edge inside the expanded crop, and whether any seed existed (a box that
-    fills the image on all four sides has no outside to flood from).
+    Fills ``e_box[:h*w]`` over the box pixels and returns ``m``, the largest UCM
+    value on an edge inside the expanded crop, and whether any seed existed (a box
+    that fills the image on all four sides has no outside to flood from).
+    ``head``/``nxt``/``node``/``d`` are work arrays sized for the expanded crop.
     """
     H = (ucm2.shape[0] - 1) // 2
     W = (ucm2.shape[1] - 1) // 2
@@ -196,8 +313,6 @@ def _enclosed_levels(ucm2, x0, y0, x1, y1, margin):
     X0, Y0, X1, Y1 = max(x0 - mx, 0), max(y0 - my, 0), min(x1 + mx, W), min(y1 + my, H)
     h = Y1 - Y0
     w = X1 - X0
-    n = h * w
-    e_box = np.zeros((y1 - y0) * (x1 - x0), np.int32)
     m = 0
     for y in range(Y0, Y1):
         for x in range(X0, X1 - 1):
@@ -209,63 +324,24 @@ def _enclosed_levels(ucm2, x0, y0, x1, y1, margin):
             v = ucm2[2 * y + 2, 2 * x + 1]
             if v > m:
                 m = v
-    cap = 5 * n + 8
-    head = np.full(257, -1, np.int64)
-    nxt = np.empty(cap, np.int64)
-    node = np.empty(cap, np.int64)
-    d = np.full(n, 256, np.int32)
+    shift = _stride_shift(w)
+    head[:] = -1
+    d[:h << shift] = 256
     top = 0
-    for p in range(n):
-        py = p // w
-        px = p - py * w
-        if (py == 0 and Y0 < y0) or (py == h - 1 and Y1 > y1) or (px == 0 and X0 < x0) or (px == w - 1 and X1 > x1):
-            d[p] = 0
-            top = _push(head, nxt, node, top, 0, p)
+    for py in range(h):
+        for px in range(w):
+            if (py == 0 and Y0 < y0) or (py == h - 1 and Y1 > y1) or (px == 0 and X0 < x0) or (px == w - 1 and X1 > x1):
+                p = (py << shift) + px
+                d[p] = 0
+                top = _push(head, nxt, node, top, 0, p)
     if top == 0:
-        return e_box, m, False
-    for level in range(256):
-        while head[level] != -1:
-            k = head[level]
-            head[level] = nxt[k]
-            p = node[k]
-            if d[p] != level:
-                continue
-            py = p // w
-            px = p - py * w
-            gy = Y0 + py
-            gx = X0 + px
-            for dirn in range(4):
-                if dirn == 0:
-                    if px + 1 >= w:
-                        continue
-                    q = p + 1
-                    e = np.int32(ucm2[2 * gy + 1, 2 * gx + 2])
-                elif dirn == 1:
-                    if px == 0:
-                        continue
-                    q = p - 1
-                    e = np.int32(ucm2[2 * gy + 1, 2 * gx])
-                elif dirn == 2:
-                    if py + 1 >= h:
-                        continue
-                    q = p + w
-                    e = np.int32(ucm2[2 * gy + 2, 2 * gx + 1])
-                else:
-                    if py == 0:
-                        continue
-                    q = p - w
-                    e = np.int32(ucm2[2 * gy, 2 * gx + 1])
-                nd = level if e < level else e
-                if nd < d[q]:
-                    d[q] = nd
-                    if top >= cap:
-                        return e_box, m, True
-                    top = _push(head, nxt, node, top, nd, q)
+        return m, False
+    _flood_min(ucm2, X0, Y0, w, h, shift, d, head, nxt, node, stack, top)
     bw = x1 - x0
     for y in range(y0, y1):
         for x in range(x0, x1):
-            e_box[(y - y0) * bw + (x - x0)] = d[(y - Y0) * w + (x - X0)]
-    return e_box, m, True
+            e_box[(y - y0) * bw + (x - x0)] = d[((y - Y0) << shift) + (x - X0)]
+    return m, True
 
 
 @numba.njit(cache=True)
@@ -307,7 +383,7 @@ def _enclosed_box(conf, unc, info, i, e, m, x0, y0, x1, y1, bit, thresholds, alp
         return
     # at_least[v] = |{e >= v}|
     hist[:] = 0
-    for k in range(e.shape[0]):
+    for k in range(area):
         hist[e[k]] += 1
     for v in range(255, -1, -1):
         hist[v] += hist[v + 1]
@@ -339,7 +415,8 @@ def _enclosed_box(conf, unc, info, i, e, m, x0, y0, x1, y1, bit, thresholds, alp
 
 
 @numba.njit(cache=True)
-def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, conf, unc, info):
+def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, conf, unc, info,
+               head, nxt, node, d, o, stack, tmp):
     hist = np.zeros(258, np.int64)
     nt = thresholds.shape[0]
     for i in range(boxes.shape[0]):
@@ -347,11 +424,11 @@ def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, conf, unc
         area = (x1 - x0) * (y1 - y0)
         bit = bits[i]
         if enclosed:
-            e, m, seeded = _enclosed_levels(ucm2, x0, y0, x1, y1, margin)
+            m, seeded = _enclosed_levels(ucm2, x0, y0, x1, y1, margin, head, nxt, node, d, o, stack, tmp)
             if seeded:
-                _enclosed_box(conf, unc, info, i, e, m, x0, y0, x1, y1, bit, thresholds, alpha, hist)
+                _enclosed_box(conf, unc, info, i, o, m, x0, y0, x1, y1, bit, thresholds, alpha, hist)
                 continue
-        o, m = _box_levels(ucm2, x0, y0, x1, y1)
+        m = _box_levels(ucm2, x0, y0, x1, y1, head, nxt, node, d, o, stack, tmp)
         if m == 0:  # no boundary inside the box: one region, the whole box
             _paint(conf, unc, o, x0, y0, x1, y1, bit, 1, 1)
             info[i, 0] = thresholds[0]
@@ -360,7 +437,7 @@ def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, conf, unc
             continue
         # cumulative area below each integer level: below[v] = |{o < v}|
         hist[:] = 0
-        for k in range(o.shape[0]):
+        for k in range(area):
             hist[o[k] + 1] += 1
         for v in range(1, 258):
             hist[v] += hist[v - 1]
@@ -390,6 +467,18 @@ def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, conf, unc
         info[i, 2] = area
         info[i, 3] = hist[v_conf]
         info[i, 4] = hist[v_unc] - hist[v_conf]
+
+
+@numba.njit(cache=True)
+def _combine(conf, unc):
+    """Confident bits where any, else 0 (ignored) where uncertain, else background (1)."""
+    out = conf.copy()
+    h, w = conf.shape
+    for y in range(h):
+        for x in range(w):
+            if out[y, x] == 0 and not unc[y, x]:
+                out[y, x] = 1
+    return out
 
 
 def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: str = "ucm",
@@ -456,10 +545,15 @@ def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: 
         if t.ndim != 1 or len(t) == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or t[-1] > 1:
             raise ValueError(f"thresholds must be increasing values in (0, 1], got {list(thresholds)}")
         bits = np.array([1 << int(c) for c in boxes[:, 4]], dtype)
-        _ucm_boxes(np.ascontiguousarray(ucm2, np.uint8), boxes, bits, t, float(alpha), rule == "enclosed",
-                   float(margin), conf, unc, info)
-    labels = np.where(conf != 0, conf, np.where(unc, dtype.type(0), dtype.type(1)))
-    return labels.astype(dtype, copy=False), info
+        enclosed = rule == "enclosed"
+        n = 0
+        for x0, y0, x1, y1, _ in boxes:  # work arrays sized for the largest (expanded) box
+            n = max(n, _work_size(x0, y0, x1, y1))
+            if enclosed:
+                n = max(n, _work_size(*_expanded(x0, y0, x1, y1, margin, h, w)))
+        _ucm_boxes(np.ascontiguousarray(ucm2, np.uint8), boxes, bits, t, float(alpha), enclosed,
+                   float(margin), conf, unc, info, *_buffers(n))
+    return _combine(conf, unc), info
 
 
 def box_scale_masks(ucm2: np.ndarray, box, thresholds=PAPER_THRESHOLDS, rule: str = "paper",
@@ -471,15 +565,18 @@ def box_scale_masks(ucm2: np.ndarray, box, thresholds=PAPER_THRESHOLDS, rule: st
     """
     x0, y0, x1, y1 = (int(v) for v in box[:4])
     u = np.ascontiguousarray(ucm2, np.uint8)
+    height, width = (u.shape[0] - 1) // 2, (u.shape[1] - 1) // 2
+    X0, Y0, X1, Y1 = _expanded(x0, y0, x1, y1, margin, height, width)
+    head, nxt, node, d, o, stack, tmp = _buffers(max(_work_size(X0, Y0, X1, Y1), _work_size(x0, y0, x1, y1)))
     if rule == "enclosed":
-        e, m, seeded = _enclosed_levels(u, x0, y0, x1, y1, float(margin))
+        m, seeded = _enclosed_levels(u, x0, y0, x1, y1, float(margin), head, nxt, node, d, o, stack, tmp)
         if seeded:
-            e = e.reshape(y1 - y0, x1 - x0)
+            e = o[:(y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
             if m == 0:
                 return np.ones((len(thresholds),) + e.shape, bool)
             return np.stack([e >= np.ceil(t * m) for t in thresholds])
-    o, m = _box_levels(u, x0, y0, x1, y1)
-    o = o.reshape(y1 - y0, x1 - x0)
+    m = _box_levels(u, x0, y0, x1, y1, head, nxt, node, d, o, stack, tmp)
+    o = o[:(y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
     if m == 0:
         return np.ones((len(thresholds),) + o.shape, bool)
     return np.stack([o < np.ceil(t * m) for t in thresholds])

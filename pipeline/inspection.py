@@ -122,15 +122,16 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
             masks = box_scale_masks(ucm2, (x0, y0, x1, y1), thresholds, rule, r.params.get("margin", 0.1))
             crop = ucm2[2 * y0:2 * y1 + 1, 2 * x0:2 * x1 + 1].astype(np.float64)
             crop /= max(crop.max(), 1)
-            panels = [("(a) image", image[y0:y1, x0:x1]), ("(b) UCM (box crop)", 1 - crop)]
-            panels += [(f"(d) t = {t:g}", m) for t, m in zip(thresholds, masks)]
+            panels = [("box crop", image[y0:y1, x0:x1]), ("(b) UCM, dark = strong", 1 - crop)]
+            kind = "enclosed" if rule == "enclosed" else "centre region"
+            panels += [(f"(d) t = {t:g} ({kind})", m) for t, m in zip(thresholds, masks)]
             if label is not None:
                 panels.append(("(e) final label", colorize(label[y0:y1, x0:x1], n)))
             fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 2.8))
             axes[0].imshow(image)
             axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2,
                                         color=pal[b["cls"]]))
-            axes[0].set_title(f"(c) box: {r.classes[b['cls']]}", fontsize=9)
+            axes[0].set_title(f"(a, c) image, box: {r.classes[b['cls']]}", fontsize=9)
             for ax, (title, p) in zip(axes[1:], panels):
                 ax.imshow(p, cmap="gray" if p.ndim == 2 else None, vmin=0, vmax=1) if p.ndim == 2 else ax.imshow(p)
                 ax.set_title(title, fontsize=9)

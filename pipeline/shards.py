@@ -248,6 +248,19 @@ class _ShardSet:
                 raise InputError(self.paths[k], f"missing dataset {name}") from None
         return ds
 
+    def read_map(self, k: int, name: str):
+        """One (H, W) map, or None if absent.  The low-level open reads the single
+        chunk straight into a fresh array and keeps no decoded chunk cached, so
+        memory stays flat however many maps are read (and it is faster)."""
+        f = self.file(k)
+        try:
+            ds = h5py.h5d.open(f.id, name.encode())
+        except KeyError:
+            return None
+        out = np.empty(ds.shape, ds.dtype)
+        ds.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        return out
+
     def close(self):
         for f in self._files.values():
             f.close()
@@ -330,10 +343,7 @@ class ShardReader:
 
     def _map(self, group: str, image_id):
         k, _ = self._loc(image_id)
-        f = self._shards.file(k)
-        if image_id not in f[group]:
-            return None
-        return self._shards.dataset(k, f"{group}/{image_id}")[()]
+        return self._shards.read_map(k, f"{group}/{image_id}")
 
     def label(self, image_id) -> np.ndarray | None:
         """(H, W) bitsets: the training target (None for image-level kind)."""
@@ -371,7 +381,10 @@ class UcmReader:
 
     def __getitem__(self, image_id) -> np.ndarray:
         k, _ = self._where[image_id]
-        return self._shards.dataset(k, f"ucm2/{image_id}")[()]
+        u = self._shards.read_map(k, f"ucm2/{image_id}")
+        if u is None:
+            raise InputError(self._shards.paths[k], f"missing ucm2/{image_id}")
+        return u
 
     def close(self):
         self._shards.close()
