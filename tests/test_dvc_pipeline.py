@@ -43,7 +43,8 @@ def make_project(tmp_path, params) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
     shutil.copy(REPO / "dvc.yaml", proj)
-    shutil.copytree(REPO / "pipeline", proj / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("pipeline", "train"):
+        shutil.copytree(REPO / package, proj / package, ignore=shutil.ignore_patterns("__pycache__"))
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("git init -q && git config user.email t@t && git config user.name t", proj)
     run("dvc init -q && dvc config core.analytics false", proj)
@@ -52,7 +53,7 @@ def make_project(tmp_path, params) -> Path:
 
 def test_default_pipeline_source_to_quality(tmp_path):
     proj = make_project(tmp_path, tiny_params())
-    out = run("dvc repro", proj).stdout
+    out = run("dvc repro labels quality", proj).stdout
     for stage in ("synthetic", "source", "split", "ucm", "labels", "quality"):
         assert f"Running stage '{stage}'" in out
     train = ShardReader(proj / "data/labels", split="train")
@@ -73,7 +74,8 @@ def test_default_pipeline_source_to_quality(tmp_path):
     quality = json.loads((proj / "metrics/label_quality.json").read_text())
     assert set(quality) >= {"ucm", "raw_box", "images"} and quality["images"] == 8
     assert 0 < quality["raw_box"]["miou"] <= 100 and quality["raw_box"]["box_ignored"] == 0
-    assert "up to date" in run("dvc status", proj).stdout.lower() or run("dvc status", proj).stdout.strip() == ""
+    status = run("dvc status --with-deps labels quality", proj).stdout
+    assert "up to date" in status.lower() or status.strip() == ""
 
 
 def _coco_from_voc(voc: Path, shrink: int) -> dict:
@@ -109,7 +111,7 @@ def test_swapping_the_box_source_reruns_labels_but_not_ucm(tmp_path):
     params["source"]["boxes_source"] = {"images": "images", "masks": "masks", "tags": None,
                                         "classes": "classes.txt", "val_list": "val.txt"}
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run("dvc repro", proj)
+    run("dvc repro labels quality", proj)
     ucm_before = {p.name: p.read_bytes() for p in (proj / "data/ucm").iterdir()}
     split_before = (proj / "data/split.json").read_bytes()
     labels_before = ShardReader(proj / "data/labels", split="train")
@@ -118,9 +120,9 @@ def test_swapping_the_box_source_reruns_labels_but_not_ucm(tmp_path):
     labels_before.close()
 
     (mine / "boxes.json").write_text(json.dumps(_coco_from_voc(voc, shrink=2)))  # a new box set
-    status = run("dvc status", proj).stdout
+    status = run("dvc status --with-deps labels quality", proj).stdout
     assert "source" in status and "ucm" not in status.split("source")[0]
-    out = run("dvc repro", proj).stdout
+    out = run("dvc repro labels quality", proj).stdout
     assert "Running stage 'source'" in out
     assert "Stage 'ucm' didn't change, skipping" in out
     assert (proj / "data/split.json").read_bytes() == split_before  # reran (masks may change), same split
@@ -141,3 +143,20 @@ def test_bad_input_fails_the_stage_and_leaves_no_output(tmp_path):
     assert f"mixseg source: error: {jpgs[3].relative_to(proj)}" in p.stderr and "truncated" in p.stderr
     assert not (proj / "data/source").exists()
     assert not any(n.name.startswith(".") for n in (proj / "data").iterdir())  # no temp file left behind
+
+
+def test_full_pipeline_through_training_and_report(tmp_path):
+    params = tiny_params()
+    params["train"].update(variants=["p", "p+b+i", "ub"], epochs=1, batch_size=4, crop=[32, 48], threads=1)
+    proj = make_project(tmp_path, params)
+    out = run("dvc repro", proj).stdout
+    for stage in ("train@p", "train@p+b+i", "train@ub", "evaluate@p", "evaluate@ub", "report"):
+        assert f"Running stage '{stage}'" in out
+    table = (proj / "report/results.md").read_text()
+    for v in ("p", "p+b+i", "ub"):
+        assert f"| small-{v} |" in table
+        m = json.loads((proj / f"metrics/eval/{v}.json").read_text())
+        assert 0 <= m["mIU"] <= 100 and m["images"] == 6
+    assert (proj / "report/fig6.png").exists() and (proj / "report/fig7.png").exists()
+    plots = run("dvc plots show --json", proj, check=False)
+    assert plots.returncode == 0 and "train/loss" in plots.stdout

@@ -1,0 +1,382 @@
+"""The training data: variants, joint augmentation, subset batching, loaders."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from pipeline.shards import ShardReader, bitset_dtype, write_label_shard  # noqa: E402
+from train.data import (MEAN, STD, VARIANTS, MixedBatchSampler, ShardDataset, SubsetBatchSampler,  # noqa: E402
+                        collate, make_loader, normalize, variant_items)
+
+H, W = 16, 20            # image size of the coordinate shard (not square: catches transposes)
+NC = W + H + 1           # one class per column, one per row, + background -> uint64 bitsets
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _coord_image():
+    """R = 12 x, G = 15 y: bilinear interpolation keeps it linear, so the pixel tells its source."""
+    y, x = np.mgrid[:H, :W]
+    return np.stack([12 * x, 15 * y, np.full_like(x, 77)], -1).astype(np.uint8)
+
+
+def _coord_bits():
+    """bit 1 + x | bit 1 + W + y: every pixel's label names its own column and row (a soft label)."""
+    y, x = np.mgrid[:H, :W]
+    return ((np.uint64(1) << (1 + x).astype(np.uint64)) | (np.uint64(1) << (1 + W + y).astype(np.uint64)))
+
+
+def _write(folder, kinds, split="train", truth=True, shard_size=4):
+    """One record per entry of ``kinds`` (pixel/box/image), ids r00, r01, ...; each image and
+    label encodes coordinates; the truth is the label with the background bit added."""
+    dt = bitset_dtype(NC)
+    classes = ["background"] + [f"c{i}" for i in range(NC - 1)]
+    image = _png(_coord_image())
+    label = _coord_bits().astype(dt)
+    records = []
+    for n, kind in enumerate(kinds):
+        records.append({"id": f"r{n:02d}", "kind": kind, "height": H, "width": W, "tags": [0, 1 + n % (NC - 1)],
+                        "image_bytes": image, "label": None if kind == "image" else label,
+                        "truth": (label | dt.type(1)) if truth else None})
+    for s in range(0, len(records), shard_size):
+        write_label_shard(folder / f"labels-{split}-{s // shard_size:05d}.h5", records[s:s + shard_size],
+                          classes, split)
+    return folder
+
+
+KINDS = ["pixel"] * 3 + ["box"] * 5 + ["image"] * 7
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return _write(tmp_path_factory.mktemp("labels"), [KINDS[(7 * n) % len(KINDS)] for n in range(len(KINDS))])
+
+
+def _kind_of(folder):
+    r = ShardReader(folder, "train")
+    return {i: r.kind(i) for i in r.ids}
+
+
+def _unnormalize(image):
+    """(3, H, W) normalised -> (H, W, 3) float in 0..255."""
+    return (image.numpy().transpose(1, 2, 0) * np.array(STD) + np.array(MEAN)) * 255
+
+
+def _bit_index(v, lo, n):
+    """The single bit set in v within bits lo..lo+n-1, as 0..n-1 (asserting exactly one)."""
+    v = v.astype(np.uint64)
+    field = (v >> np.uint64(lo)) & np.uint64((1 << n) - 1)
+    assert np.all(field != 0) and np.all((field & (field - np.uint64(1))) == 0)
+    return np.log2(field.astype(np.float64)).round().astype(int)
+
+
+# ----------------------------------------------------------------------------- variants
+
+def test_variant_membership_and_kinds(shards):
+    kind = _kind_of(shards)
+    r = ShardReader(shards, "train")
+    code = {"pixel": 0, "box": 1, "image": 2}
+    want = {"p": {"pixel"}, "p+i": {"pixel", "image"}, "p+b": {"pixel", "box"},
+            "p+b+i": {"pixel", "box", "image"}}
+    for v, kinds in want.items():
+        items = variant_items(r, v)
+        assert [i for i, _ in items] == sorted(i for i, k in kind.items() if k in kinds), v
+        assert all(k == code[kind[i]] for i, k in items), v
+    ub = variant_items(r, "ub")
+    assert [i for i, _ in ub] == sorted(kind) and {k for _, k in ub} == {0}
+    assert [len(variant_items(r, v)) for v in VARIANTS] == [3, 10, 8, 15, 15]
+
+
+def test_variant_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    r = ShardReader(_write(tmp_path / "a", ["pixel", "box"]), "train")
+    assert len(variant_items(r, "p+b")) == 2
+    for v in ("p+i", "p+b+i"):
+        with pytest.raises(ValueError, match="image-level"):
+            variant_items(r, v)
+    with pytest.raises(ValueError, match="unknown variant"):
+        variant_items(r, "b")
+    (tmp_path / "b").mkdir()
+    r = ShardReader(_write(tmp_path / "b", ["pixel", "box", "image"], truth=False), "train")
+    assert len(variant_items(r, "p+b+i")) == 3
+    with pytest.raises(ValueError, match="true mask"):
+        variant_items(r, "ub")
+    with pytest.raises(ValueError, match="true mask"):
+        ShardDataset(tmp_path / "b", variant="ub")
+
+
+def test_samples_without_augmentation(shards):
+    kind = _kind_of(shards)
+    ds = ShardDataset(shards, variant="p+b+i", augment=False)
+    assert ds.num_classes == NC and ds.classes[0] == "background" and len(ds) == len(KINDS)
+    label = _coord_bits().astype(np.int64)
+    seen = set()
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s["image"].dtype == torch.float32 and s["image"].shape == (3, H, W)
+        np.testing.assert_allclose(s["image"].numpy(), normalize(_coord_image()).numpy())
+        np.testing.assert_allclose(_unnormalize(s["image"]), _coord_image(), atol=1e-3)
+        assert s["bits"].dtype == torch.int64 and s["kind"].dtype == torch.int64 and s["kind"].shape == ()
+        k = int(s["kind"])
+        seen.add(k)
+        assert k == {"pixel": 0, "box": 1, "image": 2}[kind[ds.ids[i]]] and s["index"] == i
+        np.testing.assert_array_equal(s["bits"].numpy(), 0 if k == 2 else label)
+        assert s["tags"].dtype == torch.float32 and s["tags"].shape == (NC,)
+        n = int(ds.ids[i][1:])
+        assert s["tags"].nonzero().flatten().tolist() == [0, 1 + n % (NC - 1)]
+    assert seen == {0, 1, 2}
+
+
+def test_ub_trains_on_the_truth(shards):
+    ds = ShardDataset(shards, variant="ub", augment=False)
+    truth = (_coord_bits() | np.uint64(1)).astype(np.int64)
+    assert len(ds) == len(KINDS)
+    for i in range(len(ds)):
+        s = ds[i]
+        assert int(s["kind"]) == 0
+        np.testing.assert_array_equal(s["bits"].numpy(), truth)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+@pytest.mark.parametrize("crop,scale", [((12, 14), (0.5, 2.0)), ((24, 30), (0.6, 1.6)), (None, (0.5, 2.0)),
+                                        ((16, 20), (1.0, 1.0))])
+def test_augmentation_keeps_image_and_bits_aligned(shards, crop, scale):
+    """Every labelled output pixel's image value (the source coordinate, bilinear) and its
+    bits (the source pixel, nearest) name the same place within half a pixel."""
+    ds = ShardDataset(shards, variant="ub", crop=crop, scale=scale, seed=3)
+    flipped = unflipped = 0
+    sizes = set()
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            s = ds[i]
+            img, bits = _unnormalize(s["image"]), s["bits"].numpy()
+            if crop is not None:
+                assert bits.shape == crop and s["image"].shape == (3, *crop)
+            sizes.add(bits.shape)
+            valid = bits != 0
+            assert valid.sum() > 0
+            x = _bit_index(bits[valid], 1, W)
+            y = _bit_index(bits[valid], 1 + W, H)
+            sx, sy = img[..., 0][valid] / 12, img[..., 1][valid] / 15
+            assert np.abs(x - sx).max() <= 0.5 + 1e-3
+            assert np.abs(y - sy).max() <= 0.5 + 1e-3
+            # the padding is empty in both
+            assert np.all(s["image"].numpy()[:, ~valid] == 0)
+            cols = np.where(valid.any(0))[0]
+            if len(cols) > 1:
+                left = _bit_index(bits[valid.any(1)][0][cols[[0, -1]]], 1, W)
+                flipped += left[0] > left[1]
+                unflipped += left[0] < left[1]
+    assert flipped > 3 and unflipped > 3       # both happened, and were told apart
+    if crop is None:
+        assert len(sizes) > 3                  # scales vary the size when nothing crops
+
+
+def test_bits_are_never_interpolated_and_padding_is_ignored(shards):
+    ds = ShardDataset(shards, variant="ub", crop=(40, 44), scale=(0.3, 1.9), seed=1)
+    orig = set(np.unique((_coord_bits() | np.uint64(1)).astype(np.int64)).tolist())
+    padded = 0
+    for i in range(len(ds)):
+        bits = ds[i]["bits"].numpy()
+        assert set(np.unique(bits).tolist()) <= orig | {0}
+        padded += int((bits == 0).sum())
+    assert padded > 0   # the crop is larger than every scaled image: there was padding
+
+
+def test_padding_area_is_exact(shards):
+    ds = ShardDataset(shards, variant="p", crop=(20, 30), scale=(0.5, 0.5), flip=False)
+    for i in range(len(ds)):
+        s = ds[i]
+        valid = s["bits"].numpy() != 0
+        assert valid.sum() == (H // 2) * (W // 2)
+        ys, xs = np.where(valid)
+        assert ys.max() - ys.min() + 1 == H // 2 and xs.max() - xs.min() + 1 == W // 2
+        assert np.all(s["image"].numpy()[:, ~valid] == 0)
+        assert np.all(s["image"].numpy()[2, valid] != 0)   # blue is 77, never the mean
+
+
+def test_augmentation_is_deterministic_per_seed_epoch_index(shards):
+    a = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=5)
+    b = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=5)
+    other = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=6)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    other.set_epoch(2)
+    diff_epoch = diff_seed = 0
+    for i in range(len(a)):
+        sa = a[i]
+        for key in (i, (2, i)):
+            sb = b[key]
+            assert torch.equal(sa["image"], sb["image"]) and torch.equal(sa["bits"], sb["bits"])
+        s1 = a[(3, i)]
+        diff_epoch += not torch.equal(sa["image"], s1["image"])
+        diff_seed += not torch.equal(sa["image"], other[i]["image"])
+    assert diff_epoch >= len(a) - 1 and diff_seed >= len(a) - 1
+    # a pickled copy (a spawned worker) opens its own reader and gives the same samples
+    c = pickle.loads(pickle.dumps(a))
+    assert c._reader is None
+    assert torch.equal(c[4]["image"], a[4]["image"]) and torch.equal(c[4]["bits"], a[4]["bits"])
+
+
+# ----------------------------------------------------------------------------- sampling
+
+SIZES = {0: 5, 1: 11, 2: 23}
+SAMPLE_KINDS = [k for k, n in SIZES.items() for _ in range(n)]
+
+
+def _shuffled_kinds():
+    return np.random.default_rng(0).permutation(SAMPLE_KINDS).tolist()
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_subset_batches_are_single_kind_and_cover_every_item(drop_last, shuffle):
+    kinds = _shuffled_kinds()
+    s = SubsetBatchSampler(kinds, 4, shuffle=shuffle, seed=0, drop_last=drop_last)
+    want_len = sum(n // 4 if drop_last else -(-n // 4) for n in SIZES.values())
+    assert len(s) == want_len
+    for epoch in range(2):
+        s.set_epoch(epoch)
+        batches = list(s)
+        assert len(batches) == want_len
+        items = [i for b in batches for i in b]
+        assert len(items) == len(set(items))
+        if drop_last:
+            assert all(len(b) == 4 for b in batches)
+            assert len(items) == sum(n // 4 * 4 for n in SIZES.values())
+        else:
+            assert sorted(items) == list(range(len(kinds)))
+        for b in batches:
+            assert len({kinds[i] for i in b}) == 1
+
+
+def test_subset_batches_interleave_proportionally():
+    kinds = _shuffled_kinds()
+    for shuffle in (False, True):
+        s = SubsetBatchSampler(kinds, 2, shuffle=shuffle, seed=0)
+        order = [kinds[b[0]] for b in s]
+        n = {k: -(-v // 2) for k, v in SIZES.items()}   # 3, 6, 12 batches
+        total = sum(n.values())
+        for t in range(1, total + 1):
+            for k in n:
+                seen = sum(o == k for o in order[:t])
+                assert abs(seen - t * n[k] / total) <= (1.5 if not shuffle else 2.5), (shuffle, t, k, order)
+    assert order != sorted(order)
+
+
+def test_shuffles_are_reproducible_per_epoch():
+    kinds = _shuffled_kinds()
+    a, b = SubsetBatchSampler(kinds, 3, seed=1), SubsetBatchSampler(kinds, 3, seed=1)
+    a.set_epoch(4)
+    b.set_epoch(4)
+    assert list(a) == list(b)
+    b.set_epoch(5)
+    assert list(a) != list(b)
+    assert list(SubsetBatchSampler(kinds, 3, seed=2)) != list(SubsetBatchSampler(kinds, 3, seed=1))
+    unshuffled = SubsetBatchSampler(kinds, 3, shuffle=False)
+    first = list(unshuffled)
+    unshuffled.set_epoch(1)
+    assert list(unshuffled) == first
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_ddp_ranks_get_disjoint_equal_shares(world, mixed):
+    kinds = _shuffled_kinds()
+
+    def sampler(rank):
+        kw = dict(shuffle=True, seed=7, rank=rank, world_size=world)
+        s = MixedBatchSampler(len(kinds), 3, **kw) if mixed else SubsetBatchSampler(kinds, 3, **kw)
+        s.set_epoch(1)
+        return s
+
+    single = sampler(0)
+    full = single.epoch_batches()
+    shares = [list(sampler(r)) for r in range(world)]
+    assert len({len(sh) for sh in shares}) == 1 and len(shares[0]) == len(sampler(0)) == len(full) // world
+    items = [i for sh in shares for b in sh for i in b]
+    assert len(items) == len(set(items))                       # disjoint
+    assert sorted(tuple(b) for sh in shares for b in sh) == sorted(tuple(b) for b in full[:len(shares[0]) * world])
+    if not mixed:
+        assert all(len({kinds[i] for i in b}) == 1 for sh in shares for b in sh)
+    with pytest.raises(ValueError):
+        SubsetBatchSampler([0, 0], 1, rank=0, world_size=3)
+
+
+def test_mixed_batches_mix_kinds_and_cover_every_item():
+    kinds = _shuffled_kinds()
+    s = MixedBatchSampler(len(kinds), 4, seed=0)
+    batches = list(s)
+    assert len(s) == len(batches) == -(-len(kinds) // 4)
+    assert sorted(i for b in batches for i in b) == list(range(len(kinds)))
+    assert any(len({kinds[i] for i in b}) > 1 for b in batches)
+
+
+def test_collate_pads_to_the_largest():
+    def item(h, w, k, v):
+        return {"image": torch.full((3, h, w), v), "bits": torch.full((h, w), 5, dtype=torch.int64),
+                "kind": torch.tensor(k), "tags": torch.ones(4), "index": k}
+
+    b = collate([item(3, 5, 0, 1.0), item(4, 2, 1, 2.0)])
+    assert b["image"].shape == (2, 3, 4, 5) and b["bits"].shape == (2, 4, 5)
+    assert b["kind"].tolist() == [0, 1] and b["index"].tolist() == [0, 1] and b["tags"].shape == (2, 4)
+    assert torch.all(b["image"][0, :, :3] == 1) and torch.all(b["image"][0, :, 3] == 0)
+    assert torch.all(b["image"][1, :, :, :2] == 2) and torch.all(b["image"][1, :, :, 2:] == 0)
+    assert torch.all(b["bits"][0, 3] == 0) and torch.all(b["bits"][1, :, 2:] == 0)
+    assert int((b["bits"] == 5).sum()) == 3 * 5 + 4 * 2
+
+
+# ----------------------------------------------------------------------------- loaders
+
+def _epochs(loader, dataset, epochs, via):
+    out = []
+    for e in epochs:
+        (dataset if via == "dataset" else loader.batch_sampler).set_epoch(e)
+        out.append([{k: v.clone() for k, v in b.items()} for b in loader])
+    return out
+
+
+def test_loader_with_workers_matches_in_process(shards):
+    ds = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=0)
+    ref = _epochs(make_loader(ds, 3, sampling="subset", seed=0, num_workers=0), ds, [0, 1], "sampler")
+    workers = make_loader(ds, 3, sampling="subset", seed=0, num_workers=2)
+    assert workers.persistent_workers and workers.pin_memory == torch.cuda.is_available()
+    got = _epochs(workers, ds, [0, 1], "dataset")   # set_epoch on the dataset alone reaches the workers
+    for e in range(2):
+        assert len(got[e]) == len(ref[e]) == 6      # pixel 3 -> 1, box 5 -> 2, image 7 -> 3 batches
+        for a, b in zip(ref[e], got[e]):
+            assert set(a) == set(b) == {"image", "bits", "kind", "tags", "index"}
+            for k in a:
+                assert torch.equal(a[k], b[k]), (e, k)
+            assert len(set(b["kind"].tolist())) == 1
+        assert sorted(i for b in got[e] for i in b["index"].tolist()) == list(range(len(ds)))
+    # a new epoch reshuffles and re-augments: the workers did not keep epoch 0
+    assert [b["index"].tolist() for b in got[0]] != [b["index"].tolist() for b in got[1]]
+    by_index = [{i: b["image"][n] for b in got[e] for n, i in enumerate(b["index"].tolist())} for e in range(2)]
+    assert sum(not torch.equal(by_index[0][i], by_index[1][i]) for i in range(len(ds))) >= len(ds) - 1
+
+
+def test_make_loader_mixed_ddp_and_variable_sizes(shards):
+    ds = ShardDataset(shards, variant="p+b+i", crop=None, scale=(0.5, 2.0), seed=0)
+    shares = [make_loader(ds, 2, sampling="mixed", rank=r, world_size=2) for r in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 4           # 8 batches of 2 over 15 items, 4 each
+    seen = [i for ld in shares for b in ld for i in b["index"].tolist()]
+    assert len(seen) == len(set(seen)) == 15
+    for b in shares[0]:
+        valid = b["bits"] != 0
+        for n in range(len(b["index"])):   # padded parts of the smaller image are 0 in both
+            if int(b["kind"][n]) != 2:
+                assert torch.all(b["image"][n][:, ~valid[n]] == 0)
+    with pytest.raises(ValueError, match="sampling"):
+        make_loader(ds, 2, sampling="random")

@@ -1,0 +1,360 @@
+"""The shard-backed training set: variants, joint augmentation, subset batching.
+
+Variants (the paper's Table 2 rows) pick images and the target each trains on:
+
+=========  ==========================================================
+``p``      the pixel subset, its pixel labels
+``p+i``    + the image subset (image-level tags only)
+``p+b``    + the box subset (its soft box labels)
+``p+b+i``  all three subsets
+``ub``     the images of ``p+b+i``, every one as a pixel image with its
+           TRUE mask -- the upper bound with the same images
+=========  ==========================================================
+
+A sample is a dict: ``image`` float32 (3, H, W) normalised with the ImageNet
+``MEAN``/``STD``, ``bits`` int64 (H, W) label bitsets (0 = ignored; all 0 for the
+image kind), ``kind`` int64 (0 pixel, 1 box, 2 image), ``tags`` float32 (C+1,),
+``index`` int.
+
+Augmentation (``augment=True``) is one geometric map applied to image and bits
+together: a random scale (image bilinear, bits nearest -- bitsets are never
+interpolated, so a soft label stays a set of classes and never a blend), a random
+crop to ``crop`` padded where the scaled image is smaller (image 0 = the mean
+after normalisation, bits 0 = ignored), and a horizontal flip.  Its random numbers
+come from ``(seed, epoch, index)`` alone, so a sample does not depend on the
+worker that made it or on what was drawn before: resuming at an epoch gives the
+same samples.  The batch samplers hand the epoch to the workers with every index
+(``(epoch, index)`` pairs), so persistent workers follow ``set_epoch`` too.
+
+``SubsetBatchSampler`` makes every batch from one subset (the paper: "each
+mini-batch from one subset") and spreads each subset's batches evenly over the
+epoch; ``MixedBatchSampler`` is ordinary shuffled batching over all items.  Both
+give DDP rank ``r`` of ``w`` every ``w``-th batch of the same epoch order, the
+order cut to a multiple of ``w`` so that every rank runs the same number of steps.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pipeline.shards import KIND_CODE, ShardReader
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+VARIANTS = ("p", "p+i", "p+b", "p+b+i", "ub")
+_VARIANT_KINDS = {"p": ("pixel",), "p+i": ("pixel", "image"), "p+b": ("pixel", "box"),
+                  "p+b+i": ("pixel", "box", "image"), "ub": ("pixel", "box", "image")}
+_MEAN = np.array(MEAN, np.float32) * 255
+_INV_STD = 1 / (np.array(STD, np.float32) * 255)
+
+
+def _normalized(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 3) float32 normalised."""
+    return (np.asarray(image, np.float32) - _MEAN) * _INV_STD
+
+
+def normalize(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised with ImageNet MEAN/STD."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    return torch.from_numpy(np.ascontiguousarray(_normalized(image).transpose(2, 0, 1)))
+
+
+# ----------------------------------------------------------------------------- variants
+
+def variant_items(reader: ShardReader, variant: str) -> list[tuple[str, int]]:
+    """``(id, kind code)`` of the images ``variant`` trains on, in id order.
+
+    Kind codes: 0 pixel, 1 box, 2 image; ``ub`` gives every image kind 0 (trained on
+    ``reader.truth``).  A variant that needs an empty subset, or ``ub`` on images
+    without a true mask, is a ValueError.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    kinds = _VARIANT_KINDS[variant]
+    by_kind = {k: reader.ids_of_kind(k) for k in kinds}
+    for k, ids in by_kind.items():
+        if not ids:
+            raise ValueError(f"variant {variant!r} needs {k}-level images, but the shards have none "
+                             f"(subset sizes: " + ", ".join(f"{kk} {len(reader.ids_of_kind(kk))}"
+                                                             for kk in ("pixel", "box", "image")) + ")")
+    wanted = {i for ids in by_kind.values() for i in ids}
+    ids = [i for i in reader.ids if i in wanted]
+    if variant == "ub":
+        missing = [i for i in ids if reader.truth(i) is None]
+        if missing:
+            raise ValueError(f"variant 'ub' trains on true masks, but {len(missing)} of {len(ids)} images "
+                             f"have none (e.g. {', '.join(missing[:3])})")
+        return [(i, 0) for i in ids]
+    return [(i, KIND_CODE[reader.kind(i)]) for i in ids]
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def _axis(n: int, scaled: int, crop: int | None, rng) -> tuple:
+    """Along one axis of length ``n`` scaled to ``scaled`` and cropped/padded to ``crop``:
+    (bilinear i0, i1, w), nearest index, the output length and where the image lands in it."""
+    out = scaled if crop is None else crop
+    if scaled >= out:
+        start, dest = int(rng.integers(0, scaled - out + 1)), 0
+        span = out
+    else:
+        start, dest = 0, int(rng.integers(0, out - scaled + 1))
+        span = scaled
+    q = np.arange(start, start + span, dtype=np.float64) + 0.5
+    ratio = n / scaled
+    src = np.maximum(q * ratio - 0.5, 0.0)                  # torch's bilinear, align_corners=False
+    i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w = (src - i0).astype(np.float32)
+    nearest = np.minimum(np.floor(q * ratio).astype(np.int64), n - 1)  # the source pixel holding q's centre
+    return (i0, i1, w), nearest, out, dest
+
+
+def augment_pair(image: np.ndarray, bits: np.ndarray, rng, crop=None, scale=(0.5, 2.0), flip=True):
+    """Jointly scale, crop/pad and flip a normalised (H, W, 3) float32 image and its (H, W)
+    bitsets.  Image bilinear, bits nearest; padding is 0 in both.  Always draws the same
+    random numbers in the same order (scale, crop y, crop x, flip)."""
+    h, w = bits.shape
+    s = float(rng.uniform(scale[0], scale[1])) if scale is not None else 1.0
+    sh, sw = max(1, round(h * s)), max(1, round(w * s))
+    (y0, y1, wy), ny, oh, dy = _axis(h, sh, None if crop is None else crop[0], rng)
+    (x0, x1, wx), nx, ow, dx = _axis(w, sw, None if crop is None else crop[1], rng)
+    do_flip = bool(rng.random() < 0.5) and flip
+    a = image[y0]
+    rows = a + (image[y1] - a) * wy[:, None, None]
+    a = rows[:, x0]
+    img = a + (rows[:, x1] - a) * wx[None, :, None]
+    lab = bits[ny[:, None], nx[None, :]]
+    if (oh, ow) != img.shape[:2]:
+        canvas = np.zeros((oh, ow, 3), np.float32)
+        canvas[dy:dy + img.shape[0], dx:dx + img.shape[1]] = img
+        img = canvas
+        canvas = np.zeros((oh, ow), bits.dtype)
+        canvas[dy:dy + lab.shape[0], dx:dx + lab.shape[1]] = lab
+        lab = canvas
+    if do_flip:
+        img, lab = img[:, ::-1], lab[:, ::-1]
+    return img, lab
+
+
+def _bits_int64(bits: np.ndarray) -> torch.Tensor:
+    """Bitsets of any unsigned width -> int64 with the same bits (bit 63 makes it negative)."""
+    return torch.from_numpy(np.ascontiguousarray(bits).astype(np.uint64).view(np.int64))
+
+
+# ----------------------------------------------------------------------------- dataset
+
+class ShardDataset(Dataset):
+    """The training items of one variant, read from ``labels-<split>-*.h5`` in ``shard_dir``.
+
+    ``ds[i]`` uses the epoch of the last ``set_epoch``; ``ds[(epoch, i)]`` names it (the
+    batch samplers pass that form, so worker processes need no epoch of their own).
+    ``augment=False`` gives the full image as stored (crop, scale and flip unused).
+    """
+
+    def __init__(self, shard_dir, split: str = "train", variant: str = "p+b+i", crop=None,
+                 scale=(0.5, 2.0), flip: bool = True, augment: bool = True, seed: int = 0):
+        self.shard_dir, self.split, self.variant = shard_dir, split, variant
+        if crop is not None:
+            crop = (int(crop[0]), int(crop[1]))
+            if min(crop) < 1:
+                raise ValueError(f"crop must be two positive sizes, got {crop}")
+        if scale is not None:
+            scale = (float(scale[0]), float(scale[1]))
+            if not 0 < scale[0] <= scale[1]:
+                raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+        self.crop, self.scale, self.flip, self.augment = crop, scale, bool(flip), bool(augment)
+        if int(seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.seed = int(seed)
+        self.epoch = 0
+        self._reader, self._pid = None, None
+        reader = self.reader
+        self.items = variant_items(reader, variant)
+        self.ids = [i for i, _ in self.items]
+        self.kinds = [k for _, k in self.items]
+        self.classes = list(reader.classes)
+        self.num_classes = int(reader.num_classes)
+        self._linked = []   # batch samplers that follow set_epoch (make_loader links them)
+
+    @property
+    def reader(self) -> ShardReader:
+        """This process's reader, opened on first use (again in each worker process)."""
+        if self._reader is None or self._pid != os.getpid():
+            self._reader, self._pid = ShardReader(self.shard_dir, split=self.split), os.getpid()
+        return self._reader
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.update(_reader=None, _pid=None, _linked=[])
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        for s in self._linked:
+            s.set_epoch(epoch)
+
+    def __len__(self):
+        return len(self.items)
+
+    def subset_sizes(self) -> dict[str, int]:
+        return {k: self.kinds.count(c) for k, c in KIND_CODE.items()}
+
+    def raw(self, index: int):
+        """(image uint8 (H, W, 3), bits (H, W) in the shard's bitset type, kind, tags bool)."""
+        image_id, kind = self.items[index]
+        r = self.reader
+        image = r.image(image_id)
+        if self.variant == "ub":
+            bits = r.truth(image_id)
+        elif kind == 2:
+            bits = np.zeros(image.shape[:2], r.bitset_dtype)
+        else:
+            bits = r.label(image_id)
+        if bits is None:
+            raise ValueError(f"{image_id}: no {'truth' if self.variant == 'ub' else 'label'} in the shards")
+        if bits.shape != image.shape[:2]:
+            raise ValueError(f"{image_id}: label {bits.shape} and image {image.shape[:2]} differ in size")
+        return image, bits, kind, r.tags(image_id)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            epoch, index = int(key[0]), int(key[1])
+        else:
+            epoch, index = self.epoch, int(key)
+        if not 0 <= index < len(self.items):
+            raise IndexError(f"index {index} out of range for {len(self.items)} items")
+        image, bits, kind, tags = self.raw(index)
+        image = _normalized(image)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            image, bits = augment_pair(image, bits, rng, crop=self.crop, scale=self.scale, flip=self.flip)
+        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                "bits": _bits_int64(bits),
+                "kind": torch.tensor(kind, dtype=torch.int64),
+                "tags": torch.from_numpy(tags.astype(np.float32)),
+                "index": index}
+
+    def close(self) -> None:
+        if self._reader is not None and self._pid == os.getpid():
+            self._reader.close()
+        self._reader = None
+
+
+# ----------------------------------------------------------------------------- sampling
+
+class SubsetBatchSampler(Sampler):
+    """Batches of item indices, every batch from one kind (subset).
+
+    Each kind's items are shuffled (``shuffle``) and cut into batches (the last one
+    short unless ``drop_last``); the kinds' batches are then merged so each kind is
+    spread evenly over the epoch (batch j of a kind with n batches sits at (j + u) / n,
+    u = 1/2, or uniform random when shuffling), i.e. interleaved in proportion to the
+    subsets' sizes.  The order depends on ``(seed, epoch)`` only, the same on every
+    rank; rank r of world_size w takes batches r, r + w, ... of it cut to a multiple of
+    w, so the ranks get disjoint shares of equal length.  ``with_epoch`` yields
+    ``(epoch, index)`` pairs for :class:`ShardDataset` instead of plain indices.
+    """
+
+    def __init__(self, kinds, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1, with_epoch: bool = False):
+        self.kinds = np.asarray(kinds, np.int64)
+        if self.kinds.ndim != 1 or len(self.kinds) == 0:
+            raise ValueError("no items to sample")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in a world of {world_size}")
+        self.batch_size, self.shuffle, self.seed, self.drop_last = int(batch_size), bool(shuffle), int(seed), \
+            bool(drop_last)
+        self.rank, self.world_size, self.with_epoch = int(rank), int(world_size), bool(with_epoch)
+        self.epoch = 0
+        self._groups = [np.flatnonzero(self.kinds == k) for k in np.unique(self.kinds)]
+        per = [len(g) // self.batch_size if self.drop_last else -(-len(g) // self.batch_size)
+               for g in self._groups]
+        self._per_group = per
+        total = sum(per)
+        if total < self.world_size:
+            raise ValueError(f"{total} batches of {self.batch_size} cannot be shared by {self.world_size} ranks")
+        self._total = total - total % self.world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self._total // self.world_size
+
+    def epoch_batches(self) -> list[list[int]]:
+        """All batches of this epoch in order, before sharing among ranks."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        batches, keys, order = [], [], []
+        for g, (idx, nb) in enumerate(zip(self._groups, self._per_group)):
+            idx = rng.permutation(idx) if self.shuffle else idx
+            u = rng.random(nb) if self.shuffle else np.full(nb, 0.5)
+            for j in range(nb):
+                batches.append(idx[j * self.batch_size:(j + 1) * self.batch_size].tolist())
+                keys.append((j + u[j]) / nb)
+                order.append(g)
+        pos = np.lexsort((np.array(order), np.array(keys)))
+        return [batches[p] for p in pos]
+
+    def __iter__(self):
+        batches = self.epoch_batches()[:self._total]
+        for b in batches[self.rank::self.world_size]:
+            yield [(self.epoch, i) for i in b] if self.with_epoch else b
+
+
+class MixedBatchSampler(SubsetBatchSampler):
+    """Ordinary shuffled batching over all items, kinds mixed (same options as
+    :class:`SubsetBatchSampler`; ``n`` is the number of items)."""
+
+    def __init__(self, n: int, batch_size: int, **kwargs):
+        super().__init__(np.zeros(int(n), np.int64), batch_size, **kwargs)
+
+
+def collate(batch: list[dict]) -> dict:
+    """Stack samples; samples of different sizes are padded bottom/right to the largest
+    (image 0 = the mean, bits 0 = ignored)."""
+    h = max(b["bits"].shape[0] for b in batch)
+    w = max(b["bits"].shape[1] for b in batch)
+    n = len(batch)
+    image = torch.zeros((n, batch[0]["image"].shape[0], h, w), dtype=batch[0]["image"].dtype)
+    bits = torch.zeros((n, h, w), dtype=torch.int64)
+    for k, b in enumerate(batch):
+        bh, bw = b["bits"].shape
+        image[k, :, :bh, :bw] = b["image"]
+        bits[k, :bh, :bw] = b["bits"]
+    return {"image": image, "bits": bits,
+            "kind": torch.stack([torch.as_tensor(b["kind"], dtype=torch.int64) for b in batch]),
+            "tags": torch.stack([b["tags"] for b in batch]),
+            "index": torch.tensor([int(b["index"]) for b in batch], dtype=torch.int64)}
+
+
+def make_loader(dataset: ShardDataset, batch_size: int, sampling: str = "subset", seed: int = 0,
+                num_workers: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
+                drop_last: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` with subset (one kind per batch) or mixed batches.
+
+    ``loader.batch_sampler.set_epoch(e)`` or ``dataset.set_epoch(e)`` (linked) picks the
+    epoch's shuffle and augmentation; workers are persistent and get the epoch with each
+    index.  Memory is pinned only when CUDA is available.
+    """
+    kwargs = dict(shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size,
+                  with_epoch=True)
+    if sampling == "subset":
+        sampler = SubsetBatchSampler(dataset.kinds, batch_size, **kwargs)
+    elif sampling == "mixed":
+        sampler = MixedBatchSampler(len(dataset), batch_size, **kwargs)
+    else:
+        raise ValueError(f"sampling must be 'subset' or 'mixed', not {sampling!r}")
+    sampler.set_epoch(dataset.epoch)
+    if hasattr(dataset, "_linked"):
+        dataset._linked.append(sampler)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())

@@ -1,0 +1,89 @@
+"""The results report: the paper's Table 2/3 as markdown, a Fig. 6 bar chart of the
+variants against the upper bound, and a Fig. 7 grid of qualitative predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.fileio import atomic_path, voc_palette
+from pipeline.shards import ShardReader, bitsets_to_class_map
+
+VARIANT_LABELS = {"p": "pixel", "p+i": "pixel+image", "p+b": "pixel+box", "p+b+i": "pixel+box+image",
+                  "ub": "upper bound (all pixel)"}
+METRICS = ("pAcc", "mAcc", "mIU", "fwIU")
+
+
+def load_results(metrics_dir, variants) -> dict:
+    out = {}
+    for v in variants:
+        p = Path(metrics_dir) / f"{v}.json"
+        if p.exists():
+            out[v] = json.loads(p.read_text())
+    return out
+
+
+def results_table(results: dict, arch: str, title: str = "") -> str:
+    """Markdown table like the paper's Table 2: one row per variant."""
+    lines = [f"**{title}**" if title else "", "",
+             "| method | annotation | " + " | ".join(METRICS) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
+    for v, m in results.items():
+        lines.append(f"| {arch}-{v} | {VARIANT_LABELS.get(v, v)} | "
+                     + " | ".join(f"{m[k]:.2f}" for k in METRICS) + " |")
+    return "\n".join(lines).strip() + "\n"
+
+
+def fig6(results: dict, path) -> None:
+    """Bars of mIU per variant, the upper bound drawn as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    variants = [v for v in results if v != "ub"]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar(variants, [results[v]["mIU"] for v in variants], color="#7fa7d6")
+    if "ub" in results:
+        ax.axhline(results["ub"]["mIU"], color="#1f4e8c", ls="--", label=f"ub {results['ub']['mIU']:.1f}")
+        ax.legend(loc="lower right", fontsize=8)
+    for i, v in enumerate(variants):
+        ax.text(i, results[v]["mIU"] + 0.5, f"{results[v]['mIU']:.1f}", ha="center", fontsize=8)
+    ax.set_ylabel("mIU (%)")
+    ax.set_title("variants vs upper bound (Fig. 6)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+@torch.no_grad()
+def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
+    """Rows: validation images; columns: image, ground truth, each variant's prediction."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .data import normalize
+    reader = ShardReader(shard_dir, split="val")
+    ids = reader.ids[:: max(1, len(reader.ids) // n_images)][:n_images]
+    pal = voc_palette()
+    cols = 2 + len(models)
+    fig, axes = plt.subplots(len(ids), cols, figsize=(1.9 * cols, 1.6 * len(ids)), squeeze=False)
+    for r, image_id in enumerate(ids):
+        image = reader.image(image_id)
+        truth = bitsets_to_class_map(reader.truth(image_id))
+        panels = [("image", image), ("ground truth", pal[truth])]
+        for v, model in models.items():
+            pred = model(normalize(image)[None])[0].argmax(0).numpy().astype(np.uint8)
+            panels.append((v, pal[pred]))
+        for c, (title, p) in enumerate(panels):
+            axes[r, c].imshow(p)
+            axes[r, c].axis("off")
+            if r == 0:
+                axes[r, c].set_title(title, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    reader.close()
