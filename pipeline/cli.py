@@ -113,11 +113,13 @@ def split(params_path, index_dir, out):
 @reports_errors
 def ucm(params_path, images, out, workers, progress):
     """Compute an ultrametric contour map (ucm2) per training image."""
+    from .cluster import joblib_backend
     from .ucm_stage import run_ucm
     p = dict(section(load_params(params_path), "ucm", params_path))
     if workers is not None:
         p["workers"] = workers
-    _echo_json(run_ucm(images, out, p, progress=progress))
+    with joblib_backend():  # a Dask cluster when $MIXSEG_DASK_SCHEDULER is set (pipeline/cluster.py)
+        _echo_json(run_ucm(images, out, p, progress=progress))
 
 
 @main.command()
@@ -132,12 +134,14 @@ def ucm(params_path, images, out, workers, progress):
 @reports_errors
 def labels(params_path, index_dir, split_path, ucm_dir, out, metrics, workers, progress):
     """Write each training image's target (mask, box soft labels or tags) to label shards."""
+    from .cluster import joblib_backend
     from .labels_stage import run_labels
     p = dict(section(load_params(params_path), "labels", params_path))
     if workers is not None:
         p["workers"] = workers
-    summary = run_labels(f"{index_dir}/images.json", f"{index_dir}/annotations.json", split_path, ucm_dir,
-                         out, p, progress=progress)
+    with joblib_backend():  # a Dask cluster when $MIXSEG_DASK_SCHEDULER is set (pipeline/cluster.py)
+        summary = run_labels(f"{index_dir}/images.json", f"{index_dir}/annotations.json", split_path, ucm_dir,
+                             out, p, progress=progress)
     write_json(metrics, summary)
     _echo_json(summary)
 
@@ -180,6 +184,27 @@ def inspect(shard, image_id, ucm_dir, out, render):
     if render:
         for path in render_image(shard, image_id, ucm_dir, out):
             click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--decode/--no-decode", default=True, show_default=True, help="Also decode every stored image.")
+@click.option("--strict", is_flag=True, help="Also fail on shards without recorded checksums (format 1).")
+def verify(paths, decode, strict):
+    """Check UCM and label shards (files or folders): schema, shapes, class bits, checksums.
+
+    Prints every problem as `<file>: <item>: <reason>` and exits with status 1 if any.
+    """
+    from .verify import verify as run_verify
+    report = run_verify(paths, decode_images=decode)
+    for p in report.problems:
+        click.echo(str(p))
+    for n in report.notes:
+        click.echo(f"{n.path}: note: {n.reason}")
+    bad = len(report.problems) + (len(report.notes) if strict else 0)
+    click.echo(f"mixseg verify: {report.shards} shards, {report.images} images, {len(report.problems)} problems"
+               + (f", {len(report.notes)} notes" if report.notes else ""), err=True)
+    sys.exit(1 if bad else 0)
 
 
 if importlib.util.find_spec("train") is not None and importlib.util.find_spec("train.cli") is not None:

@@ -18,6 +18,9 @@ class InputError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # picklable, so an error raised in a worker process reaches the parent intact
+        return (type(self), (self.path, self.reason))
+
 
 class ErrorPolicy:
     """What a stage does with a bad item: ``fail`` (default) or ``skip``.
@@ -36,3 +39,6 @@ class ErrorPolicy:
         if self.mode == "fail":
             raise error
         self.skipped.append({"id": item_id, "path": error.path, "reason": error.reason})
+
+    def __repr__(self):
+        return f"ErrorPolicy({self.mode!r}, skipped={len(self.skipped)})"

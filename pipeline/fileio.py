@@ -8,11 +8,14 @@ into place, so a crash never leaves a half-written file or folder where a reader
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import io
 import json
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -22,23 +25,136 @@ from PIL import Image, UnidentifiedImageError
 from .errors import InputError
 
 
+_TEMP_TAGS = ("tmp", "old")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def remove_stale_temps(path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by a writer that was killed.
+
+    Temporaries are named ``.<name>.tmp-<pid>-<hex>`` (being written) or
+    ``.<name>.old-<pid>-<hex>`` (the previous version, being deleted); those of a
+    process that no longer runs are removed.  Returns what was removed.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    prefix = f".{path.name}."
+    for p in path.parent.iterdir():
+        if not p.name.startswith(prefix):
+            continue
+        rest = p.name[len(prefix):]
+        tag, _, tail = rest.partition("-")
+        if tag not in _TEMP_TAGS:
+            continue
+        pid = tail.split("-")[0]
+        if pid.isdigit() and "-" in tail and _pid_alive(int(pid)):
+            continue
+        _remove(p)
+        removed.append(p)
+    return removed
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk; best effort where the OS refuses."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover  (some filesystems refuse fsync on folders)
+        pass
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_renameat2 = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fn = libc.renameat2
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _renameat2 = fn
+            except (OSError, AttributeError):  # pragma: no cover  (old glibc)
+                pass
+    if not _renameat2:
+        return False
+    at_fdcwd = -100
+    if _renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):  # pragma: no cover
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))  # pragma: no cover
+
+
+def _temp_name(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+    """Yield a temporary path next to ``path``; move it to ``path`` on success.
 
     Works for files and folders.  On an exception the temporary is removed and
-    ``path`` is left as it was.
+    ``path`` is left as it was.  Crash safety: at every instant ``path`` is either
+    the complete old version or the complete new one -- a folder replaces the old
+    folder with one atomic exchange (Linux ``renameat2``; elsewhere two renames,
+    with a moment where ``path`` is absent, never half-deleted).  The new file is
+    flushed to disk before it is renamed into place, and temporaries left by a
+    killed writer are removed by the next write of the same path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_temps(path)
+    tmp = _temp_name(path, "tmp")
     try:
         yield tmp
+        if tmp.is_file():
+            _fsync(tmp)
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            if _exchange(tmp, path):  # tmp now holds the old folder
+                _fsync(path.parent)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            old = _temp_name(path, "old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _fsync(path.parent)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+            _fsync(path.parent)
     finally:
-        if tmp.is_dir():
+        if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()

@@ -10,7 +10,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from .fileio import atomic_path
+from .errors import ErrorPolicy, InputError
+from .fileio import atomic_path, write_json
 
 MIN_SHARDS = 8  # enough tasks to keep 2+ workers busy on small datasets
 
@@ -40,29 +41,52 @@ def _single_threaded():
         pass
 
 
+SKIPPED_NAME = "skipped.json"
+
+
 def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, desc: str,
-                progress: bool = True) -> list:
+                progress: bool = True, policy: ErrorPolicy | None = None) -> list:
     """Run ``task(ids, path)`` for every shard, writing into a temporary folder
     that replaces ``out_dir`` only when every shard is written.
 
     ``name_of(k)`` is the file name of shard k.  Returns the tasks' results in
     shard order.  Uses joblib's current backend, so a Dask or Ray backend set
     with ``joblib.parallel_config`` spreads the shards over a cluster.
+
+    With a ``policy`` (:class:`~pipeline.errors.ErrorPolicy`) the task is called
+    as ``task(ids, path, policy=...)`` with a fresh policy of the same mode; the
+    items the tasks skipped are gathered (sorted by id) into ``policy.skipped``
+    and written to ``out_dir/skipped.json`` inside the temporary folder, so the
+    list appears together with the shards, atomically.
     """
     out_dir = Path(out_dir)
     total = sum(len(s) for s in shards)
+    mode = policy.mode if policy is not None else None
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
-        jobs = (delayed(_call)(task, ids, tmp / name_of(k), k) for k, ids in enumerate(shards))
+        jobs = (delayed(_call)(task, ids, tmp / name_of(k), k, mode) for k, ids in enumerate(shards))
         results = [None] * len(shards)
+        skipped = []
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
             par = Parallel(n_jobs=workers, return_as="generator_unordered")
-            for k, n, res in par(jobs):
+            for k, n, res, sk in par(jobs):
                 results[k] = res
+                skipped += sk
                 bar.update(n)
+        if policy is not None:
+            policy.skipped[:] = sorted(skipped, key=lambda s: str(s["id"]))
+            if total and len(skipped) >= total:  # nothing left: fail, keeping the old output
+                first = policy.skipped[0]
+                raise InputError(first["path"], f"every item was skipped ({len(skipped)}; the first because: "
+                                                f"{first['reason']})")
+            write_json(tmp / SKIPPED_NAME, policy.skipped)
     return results
 
 
-def _call(task, ids, path, k):
+def _call(task, ids, path, k, mode):
     _single_threaded()
-    return k, len(ids), task(ids, path)
+    if mode is None:
+        return k, len(ids), task(ids, path), []
+    policy = ErrorPolicy(mode)
+    res = task(ids, path, policy=policy)
+    return k, len(ids), res, policy.skipped

@@ -28,20 +28,34 @@ attrs                                             ``mixseg_format="labels"``, ``
 ``truth/<id>``         (H, W) bitset              true mask, when the source has one
 ``boxes``              (M,) compound              BOX_DTYPE: every box of the shard
 ``box_offsets``        (N+1,) int64               boxes of image i: ``boxes[off[i]:off[i+1]]``
+``checksums``          (N,) compound              CHECKSUM_DTYPE, CRC-32 per image of ``image``,
+                                                  ``label``, ``truth`` (0 when absent) and
+                                                  ``meta`` (id, kind, size, tags, boxes); format 2+
 =====================  =========================  ==========================================
 
-UCM shard (``ucm-NNNNN.h5``): attrs ``mixseg_format="ucm"``, ``ids`` (N,) str, and
-``ucm2/<id>`` (2H+1, 2W+1) uint8 (value / 255 = boundary strength).
+UCM shard (``ucm-NNNNN.h5``): attrs ``mixseg_format="ucm"``, ``format_version``,
+``params``, ``code_version``; ``ids`` (N,) str, ``ucm2/<id>`` (2H+1, 2W+1) uint8
+(value / 255 = boundary strength) and (format 2+) ``crc32`` (N,) uint32.
 
-Maps are stored one chunk per map with LZF compression: a 500x375 label map is
-~15 KB and decodes in well under a millisecond.  Datasets are written without
-timestamps so the same inputs give byte-identical shards.
+Checksums (format 2+, attr ``checksum="crc32"``) are ``zlib.crc32`` of the
+decoded array's C-order little-endian bytes (:func:`map_crc32`), so they do not
+depend on the compression; ``mixseg verify`` recomputes them.  Format 1 shards
+(no checksums) are still read.  The ``workers`` knob is not recorded in
+``params``: it never changes the output.
+
+Maps are stored one chunk per map with deflate (gzip level 1) compression: a
+500x375 label map is ~6-8 KB and decodes in about 0.1 ms.  Datasets are written
+without timestamps, and deflate is deterministic, so the same inputs give
+byte-identical shards.  (Format 1 used LZF, whose h5py encoder leaves its hash
+table uninitialised: the same map could compress to different bytes in
+different processes.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 
 import h5py
@@ -49,15 +63,18 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError
-from .fileio import atomic_path, decode_image
+from .fileio import atomic_path, decode_image, read_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)  # format 1: no checksums
 KINDS = ("pixel", "box", "image")
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 BOX_DTYPE = np.dtype([("x0", "<i4"), ("y0", "<i4"), ("x1", "<i4"), ("y1", "<i4"), ("cls", "<i2"),
                       ("strategy", "u1"), ("fallback", "u1"), ("threshold", "<f4"), ("box_area", "<i4"),
                       ("confident_area", "<i4"), ("uncertain_area", "<i4")])
-_MAP_OPTS = dict(compression="lzf", track_times=False)
+CHECKSUM_DTYPE = np.dtype([("image", "<u4"), ("label", "<u4"), ("truth", "<u4"), ("meta", "<u4")])
+RUN_ONLY_PARAMS = ("workers",)  # knobs that never change the output: not recorded in the shards
+_MAP_OPTS = dict(compression="gzip", compression_opts=1, track_times=False)  # deterministic, unlike LZF
 
 
 # ----------------------------------------------------------------------------- bitsets
@@ -111,11 +128,29 @@ def bitsets_to_class_map(bitsets: np.ndarray, void: int = 255) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- writing
 
+def map_crc32(arr) -> int:
+    """CRC-32 of an array's values (C order, little endian), independent of how it is stored."""
+    a = np.asarray(arr)
+    a = np.ascontiguousarray(a, a.dtype.newbyteorder("<") if a.dtype.byteorder not in ("|", "<") else a.dtype)
+    return zlib.crc32(a.tobytes()) & 0xFFFFFFFF
+
+
+def meta_crc32(image_id: str, kind: int, height: int, width: int, tags, boxes) -> int:
+    """CRC-32 of one image's small fields: id, kind code, size, tag bitset and its boxes."""
+    c = zlib.crc32(str(image_id).encode())
+    c = zlib.crc32(np.array([kind, height, width], "<i8").tobytes(), c)
+    c = zlib.crc32(np.array(tags, "<u8").tobytes(), c)
+    c = zlib.crc32(np.ascontiguousarray(boxes, BOX_DTYPE).tobytes(), c)
+    return c & 0xFFFFFFFF
+
+
 def _common_attrs(f, fmt: str, params: dict | None) -> None:
     f.attrs["mixseg_format"] = fmt
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["code_version"] = __version__
-    f.attrs["params"] = json.dumps(params or {}, sort_keys=True)
+    f.attrs["checksum"] = "crc32"
+    recorded = {k: v for k, v in (params or {}).items() if k not in RUN_ONLY_PARAMS}
+    f.attrs["params"] = json.dumps(recorded, sort_keys=True)
 
 
 def _write_ids(f, ids) -> None:
@@ -129,11 +164,16 @@ def write_ucm_shard(path, ids, ucm2s, params: dict | None = None) -> None:
             _common_attrs(f, "ucm", params)
             _write_ids(f, ids)
             g = f.create_group("ucm2")
+            crcs = []
             for i, u in zip(ids, ucm2s):
                 u = np.asarray(u)
                 if u.dtype != np.uint8:
                     raise ValueError("ucm2 must be quantised to uint8 before storing")
+                if u.ndim != 2 or u.shape[0] % 2 == 0 or u.shape[1] % 2 == 0:
+                    raise ValueError(f"ucm2 of {i} has shape {u.shape}, expected (2H+1, 2W+1)")
                 g.create_dataset(i, data=u, chunks=u.shape, **_MAP_OPTS)
+                crcs.append(map_crc32(u))
+            f.create_dataset("crc32", data=np.array(crcs, np.uint32), track_times=False)
 
 
 def write_label_shard(path, records: list[dict], classes: list[str], split: str,
@@ -148,6 +188,7 @@ def write_label_shard(path, records: list[dict], classes: list[str], split: str,
     num_classes = len(classes)
     dt = bitset_dtype(num_classes)
     n = len(records)
+    high = dt.type(((1 << (dt.itemsize * 8)) - 1) & ~((1 << num_classes) - 1))  # bits no class may use
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             _common_attrs(f, "labels", params)
@@ -170,7 +211,10 @@ def write_label_shard(path, records: list[dict], classes: list[str], split: str,
             lab = f.create_group("label")
             tru = f.create_group("truth")
             boxes, offsets = [], [0]
-            for r in records:
+            sums = np.zeros(n, CHECKSUM_DTYPE)
+            tags = f["tags"][:]
+            for k, r in enumerate(records):
+                sums[k]["image"] = zlib.crc32(r["image_bytes"]) & 0xFFFFFFFF
                 for name, group in (("label", lab), ("truth", tru)):
                     m = r.get(name)
                     if m is not None:
@@ -178,14 +222,20 @@ def write_label_shard(path, records: list[dict], classes: list[str], split: str,
                         if m.shape != (r["height"], r["width"]) or m.dtype != dt:
                             raise ValueError(f"{name} of {r['id']}: shape {m.shape} dtype {m.dtype}, "
                                              f"expected {(r['height'], r['width'])} {dt}")
+                        if high and np.any(m & high):
+                            raise ValueError(f"{name} of {r['id']}: bits set at or above num_classes "
+                                             f"({num_classes})")
                         group.create_dataset(r["id"], data=m, chunks=m.shape, **_MAP_OPTS)
+                        sums[k][name] = map_crc32(m)
                 b = r.get("boxes")
                 b = np.zeros(0, BOX_DTYPE) if b is None else np.asarray(b, BOX_DTYPE)
                 boxes.append(b)
                 offsets.append(offsets[-1] + len(b))
+                sums[k]["meta"] = meta_crc32(r["id"], KIND_CODE[r["kind"]], r["height"], r["width"], tags[k], b)
             f.create_dataset("boxes", data=np.concatenate(boxes) if boxes else np.zeros(0, BOX_DTYPE),
                              track_times=False)
             f.create_dataset("box_offsets", data=np.array(offsets, np.int64), track_times=False)
+            f.create_dataset("checksums", data=sums, track_times=False)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -200,10 +250,11 @@ def _open(path, fmt: str) -> h5py.File:
     if f.attrs.get("mixseg_format") != fmt:
         f.close()
         raise InputError(path, f"not a mixseg {fmt} shard")
-    if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-        f.close()
-        raise InputError(path, f"shard format version {f.attrs.get('format_version')}, "
-                               f"this mixseg reads {FORMAT_VERSION}")
+    version = f.attrs.get("format_version")
+    if version is None or int(version) not in READ_VERSIONS:
+        f.close()  # (read the attribute first: a closed file has no attrs)
+        raise InputError(path, f"shard format version {version}, "
+                               f"this mixseg reads {', '.join(map(str, READ_VERSIONS))}")
     return f
 
 
@@ -258,7 +309,10 @@ class _ShardSet:
         except KeyError:
             return None
         out = np.empty(ds.shape, ds.dtype)
-        ds.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        try:
+            ds.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        except OSError as e:  # a damaged chunk: name the file and the map (`mixseg verify` lists them all)
+            raise InputError(self.paths[k], f"corrupt data in {name} ({e})") from None
         return out
 
     def close(self):
@@ -334,7 +388,10 @@ class ShardReader:
 
     def image_bytes(self, image_id) -> bytes:
         k, row = self._loc(image_id)
-        return self._shards.dataset(k, "image")[row].tobytes()
+        try:
+            return self._shards.dataset(k, "image")[row].tobytes()
+        except OSError as e:
+            raise InputError(self._shards.paths[k], f"corrupt data in image of {image_id} ({e})") from None
 
     def image(self, image_id) -> np.ndarray:
         """(H, W, 3) uint8 RGB."""
@@ -369,12 +426,20 @@ class ShardReader:
 
 
 class UcmReader:
-    """Read UCM shards (a file or a folder of ``ucm-*.h5``): ``reader[id]`` -> (2H+1, 2W+1) uint8."""
+    """Read UCM shards (a file or a folder of ``ucm-*.h5``): ``reader[id]`` -> (2H+1, 2W+1) uint8.
+
+    ``skipped`` maps the ids the ucm stage skipped (``on_error: skip``, listed in
+    the folder's ``skipped.json``) to the reason.
+    """
 
     def __init__(self, path):
         self._shards = _ShardSet(shard_paths(path, "ucm-*.h5"), "ucm")
         self._where = _read_ids(self._shards)
         self.ids = sorted(self._where)
+        listed = Path(path) / "skipped.json"
+        self.skipped = {}
+        if Path(path).is_dir() and listed.is_file():
+            self.skipped = {str(s["id"]): f"{s['path']}: {s['reason']}" for s in read_json(listed)}
 
     def __contains__(self, image_id):
         return image_id in self._where

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ucm as ucm_mod
-from .errors import InputError
+from .errors import ErrorPolicy, InputError
 from .fileio import read_image
 from .index import load_images
 from .parallel import plan_shards, run_sharded
@@ -54,15 +54,29 @@ def image_ucm2(record: dict, params: dict) -> np.ndarray:
     raise InputError("params.yaml", f"ucm.method must be one of {METHODS}, not {method!r}")
 
 
-def _ucm_shard(ids, path, records, params):
-    ucms = [image_ucm2(records[i], params) for i in ids]
-    write_ucm_shard(path, ids, ucms, params=params)
-    return len(ids)
+def _ucm_shard(ids, path, records, params, policy=None):
+    policy = policy or ErrorPolicy("fail")
+    done, ucms = [], []
+    for i in ids:
+        try:
+            ucms.append(image_ucm2(records[i], params))
+            done.append(i)
+        except InputError as e:
+            policy.handle(i, e)
+    write_ucm_shard(path, done, ucms, params=params)
+    return len(done)
 
 
 def run_ucm(images_json, out_dir, params: dict, progress: bool = True) -> dict:
-    """Compute the UCM of every training image and write ``out_dir/ucm-NNNNN.h5``."""
+    """Compute the UCM of every training image and write ``out_dir/ucm-NNNNN.h5``.
+
+    ``on_error: skip`` skips an image whose UCM cannot be made (unreadable or
+    mis-sized image, missing or bad external UCM) and lists it with the reason in
+    ``out_dir/skipped.json`` (written with the shards, atomically; ``[]`` when
+    none); the default ``fail`` stops at the first one.
+    """
     method = params.get("method", "mixseg")
+    policy = ErrorPolicy(params.get("on_error", "fail"))
     if method not in METHODS:
         raise InputError("params.yaml", f"ucm.method must be one of {METHODS}, not {method!r}")
     if method == "external":
@@ -74,6 +88,7 @@ def run_ucm(images_json, out_dir, params: dict, progress: bool = True) -> dict:
         raise InputError(images_json, "no training images")
     shards = plan_shards(records, params.get("shard_size", 200))
     task = functools.partial(_ucm_shard, records=records, params=params)
-    run_sharded(task, shards, out_dir, lambda k: f"ucm-{k:05d}.h5", params.get("workers", 1), "ucm", progress)
-    return {"images": len(records), "shards": len(shards), "method": method}
+    done = run_sharded(task, shards, out_dir, lambda k: f"ucm-{k:05d}.h5", params.get("workers", 1), "ucm",
+                       progress, policy=policy)
+    return {"images": sum(done), "shards": len(shards), "method": method, "skipped": len(policy.skipped)}
 

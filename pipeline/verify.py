@@ -1,0 +1,485 @@
+"""``mixseg verify``: integrity check of UCM and label shards.
+
+Checks, for every shard file given (or every ``*.h5`` in a folder given):
+
+* **schema** -- the format attributes and every required dataset are present,
+  with the documented dtypes and shapes (``pipeline.shards``);
+* **shapes** -- label and true masks are (height, width) of their image, UCMs are
+  (2H+1, 2W+1), ``box_offsets`` is a consistent (N+1,) index into ``boxes``, ids
+  are sorted and unique (also across the shards of a folder), every map belongs
+  to a listed id and every listed id has the maps its kind needs;
+* **class count** -- no label, truth or tag bitset has a bit at or above
+  ``num_classes``, the bitset dtype is the one ``num_classes`` calls for, box
+  classes are in 1..C;
+* **content** -- the CRC-32 checksums recorded at write time (format 2) match the
+  stored image bytes, maps and per-image fields, and each stored image decodes to
+  its recorded size.  Format 1 shards have no checksums: a note says so.
+
+Every problem is reported, one :class:`Problem` per line naming the file and the
+item (``<file>: <item>: <reason>``), not just the first one.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import InputError
+from .fileio import decode_image
+from .shards import (BOX_DTYPE, CHECKSUM_DTYPE, KINDS, READ_VERSIONS, bitset_dtype, map_crc32, meta_crc32)
+
+FORMATS = ("labels", "ucm")
+NO_STRATEGY = 255
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    item: str  # "" for the file as a whole, else a dataset, attribute or image id
+    reason: str
+
+    def __str__(self):
+        return f"{self.path}: {self.item}: {self.reason}" if self.item else f"{self.path}: {self.reason}"
+
+
+@dataclass
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
+    shards: int = 0
+    images: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def extend(self, other: "Report") -> None:
+        self.problems += other.problems
+        self.notes += other.notes
+        self.shards += other.shards
+        self.images += other.images
+
+
+class _Checker:
+    """Collects the problems of one file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.report = Report()
+
+    def bad(self, item, reason):
+        self.report.problems.append(Problem(self.path, str(item), reason))
+
+    def note(self, reason):
+        self.report.notes.append(Problem(self.path, "", reason))
+
+    def attr(self, f, name):
+        if name not in f.attrs:
+            self.bad(f"attrs/{name}", "missing attribute")
+            return None
+        v = f.attrs[name]
+        return v.decode() if isinstance(v, bytes) else v
+
+    def json_attr(self, f, name, kind=None):
+        v = self.attr(f, name)
+        if v is None:
+            return None
+        try:
+            out = json.loads(v)
+        except (TypeError, ValueError) as e:
+            self.bad(f"attrs/{name}", f"not valid JSON ({e})")
+            return None
+        if kind is not None and not isinstance(out, kind):
+            self.bad(f"attrs/{name}", f"expected a JSON {kind.__name__}, got {type(out).__name__}")
+            return None
+        return out
+
+    def dataset(self, f, name, shape=None, dtype=None, check=None):
+        """Read a whole 1-D dataset, checking presence, shape and dtype; None when unusable."""
+        obj = f.get(name) if name in f else None
+        if obj is None:
+            self.bad(name, "missing dataset")
+            return None
+        if not isinstance(obj, h5py.Dataset):
+            self.bad(name, "is a group, expected a dataset")
+            return None
+        ok = True
+        if shape is not None and obj.shape != shape:
+            self.bad(name, f"shape {obj.shape}, expected {shape}")
+            ok = False
+        if dtype is not None and obj.dtype != dtype:
+            self.bad(name, f"dtype {obj.dtype}, expected {dtype}")
+            ok = False
+        if check is not None and not check(obj.dtype):
+            self.bad(name, f"dtype {obj.dtype} is not the expected kind")
+            ok = False
+        if not ok:
+            return None
+        try:
+            return obj[()]
+        except _READ_ERRORS as e:
+            self.bad(name, f"unreadable ({e})")
+            return None
+
+    def group(self, f, name):
+        if name not in f:
+            self.bad(name, "missing group")
+            return None
+        g = f[name]
+        if not isinstance(g, h5py.Group):
+            self.bad(name, "is a dataset, expected a group")
+            return None
+        return g
+
+    def ids(self, f):
+        ids = self.dataset(f, "ids", check=lambda dt: h5py.check_string_dtype(dt) is not None)
+        if ids is None:
+            return None
+        if ids.ndim != 1:
+            self.bad("ids", f"must be 1-D, got shape {ids.shape}")
+            return None
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        seen = set()
+        for i in ids:
+            if i in seen:
+                self.bad(i, "duplicate id")
+            seen.add(i)
+        for a, b in zip(ids, ids[1:]):
+            if b < a:
+                self.bad("ids", f"not sorted ({a!r} before {b!r})")
+                break
+        return ids
+
+    def read_map(self, g, image_id, where):
+        try:
+            obj = g[image_id]
+        except _READ_ERRORS as e:
+            self.bad(where, f"unreadable ({e})")
+            return None
+        if not isinstance(obj, h5py.Dataset):
+            self.bad(where, "is a group, expected a dataset")
+            return None
+        try:
+            return obj[()]
+        except _READ_ERRORS as e:
+            self.bad(where, f"unreadable, corrupt data ({e})")
+            return None
+
+    def members(self, g, ids, where):
+        for name in sorted(set(g) - set(ids)):
+            self.bad(f"{where}/{name}", "not in ids")
+
+
+def _high_bits(num_classes: int) -> np.uint64:
+    return ~np.uint64((1 << num_classes) - 1) if num_classes < 64 else np.uint64(0)
+
+
+def _bits_beyond(arr, num_classes) -> int:
+    """How many entries of a bitset array have a bit >= num_classes."""
+    high = _high_bits(num_classes)
+    if not high or arr is None or not np.asarray(arr).size:
+        return 0
+    return int(np.count_nonzero(np.asarray(arr).astype(np.uint64) & high))
+
+
+def _crc_note(c: _Checker, version: int) -> None:
+    """Format 1 shards have no checksums (a format 2 shard without them is a missing-dataset problem)."""
+    if version < 2:
+        c.note(f"no checksums recorded (format {version} shard): content not verified")
+
+
+def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
+    classes = c.json_attr(f, "classes", list)
+    num_classes = c.attr(f, "num_classes")
+    dt = None
+    if num_classes is not None:
+        num_classes = int(num_classes)
+        if not 2 <= num_classes <= 64:
+            c.bad("attrs/num_classes", f"{num_classes} is outside 2..64")
+            num_classes = None
+        elif classes is not None and len(classes) != num_classes:
+            c.bad("attrs/num_classes", f"{num_classes} but attrs/classes lists {len(classes)} names")
+    if num_classes is not None:
+        dt = bitset_dtype(num_classes)
+        stored = c.attr(f, "bitset_dtype")
+        if stored is not None and stored != dt.name:
+            c.bad("attrs/bitset_dtype", f"{stored}, but {num_classes} classes need {dt.name}")
+    split = c.attr(f, "split")
+    if split is not None and split not in ("train", "val"):
+        c.bad("attrs/split", f"{split!r}, expected 'train' or 'val'")
+    name = Path(c.path).name
+    if split in ("train", "val") and name.startswith("labels-") and not name.startswith(f"labels-{split}-"):
+        c.bad("attrs/split", f"{split!r} does not match the file name")
+    c.json_attr(f, "params", dict)
+    c.attr(f, "code_version")
+    kinds = c.json_attr(f, "kinds", list)
+    if kinds is not None and kinds != list(KINDS):
+        c.bad("attrs/kinds", f"{kinds}, expected {list(KINDS)}")
+    strategies = c.json_attr(f, "strategies", list)
+
+    ids = c.ids(f)
+    if ids is None:
+        return []
+    n = len(ids)
+    kind = c.dataset(f, "kind", (n,), np.dtype(np.uint8))
+    height = c.dataset(f, "height", (n,), np.dtype(np.int32))
+    width = c.dataset(f, "width", (n,), np.dtype(np.int32))
+    tags = c.dataset(f, "tags", (n,), dt) if dt is not None else None
+    image_ds = f.get("image")
+    if image_ds is None:
+        c.bad("image", "missing dataset")
+    elif not isinstance(image_ds, h5py.Dataset):
+        c.bad("image", "is a group, expected a dataset")
+        image_ds = None
+    elif image_ds.shape != (n,) or h5py.check_vlen_dtype(image_ds.dtype) != np.dtype(np.uint8):
+        c.bad("image", f"shape {image_ds.shape} dtype {image_ds.dtype}, expected ({n},) vlen uint8")
+        image_ds = None
+    label = c.group(f, "label")
+    truth = c.group(f, "truth")
+    boxes = c.dataset(f, "boxes")
+    if boxes is not None and (boxes.dtype != BOX_DTYPE or boxes.ndim != 1):
+        c.bad("boxes", f"dtype {boxes.dtype} shape {boxes.shape}, expected (M,) BOX_DTYPE")
+        boxes = None
+    offsets = c.dataset(f, "box_offsets", (n + 1,), np.dtype(np.int64))
+    if offsets is not None and boxes is not None:
+        if offsets[0] != 0 or offsets[-1] != len(boxes) or np.any(np.diff(offsets) < 0):
+            c.bad("box_offsets", f"inconsistent: must rise from 0 to {len(boxes)} (len(boxes)), got "
+                                 f"{offsets[0]}..{offsets[-1]}" + (", decreasing" if np.any(np.diff(offsets) < 0)
+                                                                  else ""))
+            offsets = None
+    sums = None
+    if version >= 2:
+        sums = c.dataset(f, "checksums", (n,), CHECKSUM_DTYPE)
+    _crc_note(c, version)
+    for g, gname in ((label, "label"), (truth, "truth")):
+        if g is not None:
+            c.members(g, ids, gname)
+
+    n_strat = len(strategies) if strategies is not None else None
+    for k, i in enumerate(ids):
+        kd = int(kind[k]) if kind is not None else None
+        if kd is not None and kd >= len(KINDS):
+            c.bad(i, f"kind code {kd}, expected 0..{len(KINDS) - 1}")
+            kd = None
+        h = int(height[k]) if height is not None else None
+        w = int(width[k]) if width is not None else None
+        if h is not None and w is not None and (h <= 0 or w <= 0):
+            c.bad(i, f"size {w}x{h} is not positive")
+            h = w = None
+        if tags is not None and _bits_beyond(tags[k:k + 1], num_classes):
+            c.bad(i, f"tags {int(tags[k]):#x} have a bit at or above num_classes ({num_classes})")
+        # image bytes
+        data = None
+        if image_ds is not None:
+            try:
+                data = image_ds[k].tobytes()
+            except _READ_ERRORS as e:
+                c.bad(i, f"image bytes unreadable ({e})")
+        if data is not None:
+            if sums is not None and zlib.crc32(data) & 0xFFFFFFFF != int(sums[k]["image"]):
+                c.bad(i, f"image checksum mismatch (stored {int(sums[k]['image']):08x}, "
+                         f"computed {zlib.crc32(data) & 0xFFFFFFFF:08x})")
+            elif decode:
+                try:
+                    im = decode_image(data, i)
+                    if h is not None and im.shape[:2] != (h, w):
+                        c.bad(i, f"image decodes to {im.shape[1]}x{im.shape[0]}, recorded {w}x{h}")
+                except InputError as e:
+                    c.bad(i, f"stored image {e.reason}")
+        # maps
+        for g, gname in ((label, "label"), (truth, "truth")):
+            if g is None:
+                continue
+            present = i in g
+            where = f"{gname}/{i}"
+            if gname == "label" and kd is not None:
+                needs = KINDS[kd] in ("pixel", "box")
+                if needs and not present:
+                    c.bad(where, f"missing: a {KINDS[kd]}-kind image needs a label map")
+                elif present and not needs:
+                    c.bad(where, f"an {KINDS[kd]}-kind image must not have a label map")
+            if not present:
+                if sums is not None and int(sums[k][gname]) != 0:
+                    c.bad(where, "missing, but a checksum was recorded for it")
+                continue
+            m = c.read_map(g, i, where)
+            if m is None:
+                continue
+            if dt is not None and m.dtype != dt:
+                c.bad(where, f"dtype {m.dtype}, expected {dt}")
+            if h is not None and m.shape != (h, w):
+                c.bad(where, f"shape {m.shape}, expected (height, width) = {(h, w)}")
+            if num_classes is not None and np.issubdtype(m.dtype, np.unsignedinteger):
+                nb = _bits_beyond(m, num_classes)
+                if nb:
+                    c.bad(where, f"{nb} pixels have a bit at or above num_classes ({num_classes})")
+                if gname == "truth":
+                    b = m.astype(np.uint64)
+                    soft = int(np.count_nonzero(b & (b - np.uint64(1))))
+                    if soft:
+                        c.bad(where, f"{soft} pixels of a true mask have several classes")
+            if sums is not None and map_crc32(m) != int(sums[k][gname]):
+                c.bad(where, f"checksum mismatch (stored {int(sums[k][gname]):08x}, computed {map_crc32(m):08x})")
+        # boxes
+        if offsets is not None and boxes is not None:
+            b = boxes[offsets[k]:offsets[k + 1]]
+            for j, r in enumerate(b):
+                x0, y0, x1, y1, cls = (int(r[n_]) for n_ in ("x0", "y0", "x1", "y1", "cls"))
+                tag = f"{i} box {j} {[x0, y0, x1, y1]}"
+                if x1 <= x0 or y1 <= y0:
+                    c.bad(tag, "zero-area or inverted box")
+                elif h is not None and (x0 < 0 or y0 < 0 or x1 > w or y1 > h):
+                    c.bad(tag, f"outside the {w}x{h} image")
+                if num_classes is not None and not 1 <= cls < num_classes:
+                    c.bad(tag, f"class index {cls}, expected 1..{num_classes - 1}")
+                s = int(r["strategy"])
+                if s != NO_STRATEGY and n_strat is not None and s >= n_strat:
+                    c.bad(tag, f"strategy code {s}, attrs/strategies has {n_strat}")
+                if int(r["box_area"]) != (x1 - x0) * (y1 - y0):
+                    c.bad(tag, f"box_area {int(r['box_area'])} != {(x1 - x0) * (y1 - y0)}")
+                if int(r["confident_area"]) + int(r["uncertain_area"]) > int(r["box_area"]):
+                    c.bad(tag, "confident + uncertain area exceeds the box area")
+            if sums is not None and kd is not None and h is not None and tags is not None:
+                crc = meta_crc32(i, kd, h, w, tags[k], b)
+                if crc != int(sums[k]["meta"]):
+                    c.bad(i, f"checksum mismatch of id/kind/size/tags/boxes (stored {int(sums[k]['meta']):08x}, "
+                             f"computed {crc:08x})")
+    c.report.images += n
+    return ids
+
+
+def _verify_ucm(c: _Checker, f, version: int) -> list[str]:
+    c.json_attr(f, "params", dict)
+    c.attr(f, "code_version")
+    ids = c.ids(f)
+    if ids is None:
+        return []
+    n = len(ids)
+    g = c.group(f, "ucm2")
+    crcs = c.dataset(f, "crc32", (n,), np.dtype(np.uint32)) if version >= 2 else None
+    _crc_note(c, version)
+    if g is None:
+        return ids
+    c.members(g, ids, "ucm2")
+    for k, i in enumerate(ids):
+        where = f"ucm2/{i}"
+        if i not in g:
+            c.bad(where, "missing UCM of a listed id")
+            continue
+        u = c.read_map(g, i, where)
+        if u is None:
+            continue
+        if u.dtype != np.uint8:
+            c.bad(where, f"dtype {u.dtype}, expected uint8")
+        if u.ndim != 2 or u.shape[0] < 3 or u.shape[1] < 3 or u.shape[0] % 2 == 0 or u.shape[1] % 2 == 0:
+            c.bad(where, f"shape {u.shape}, expected (2H+1, 2W+1)")
+        if crcs is not None and map_crc32(u) != int(crcs[k]):
+            c.bad(where, f"checksum mismatch (stored {int(crcs[k]):08x}, computed {map_crc32(u):08x})")
+    c.report.images += n
+    return ids
+
+
+def verify_shard(path, decode_images: bool = True) -> tuple[Report, str | None, list[str], list | None]:
+    """Check one shard file.  Returns (report, format or None, ids, classes or None)."""
+    c = _Checker(path)
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        c.bad("", "shard not found")
+        return c.report, None, [], None
+    except OSError as e:
+        c.bad("", f"corrupt or truncated shard ({e})")
+        return c.report, None, [], None
+    with f:
+        c.report.shards = 1
+        try:
+            fmt = f.attrs.get("mixseg_format")
+        except _READ_ERRORS as e:
+            c.bad("attrs", f"unreadable ({e})")
+            return c.report, None, [], None
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+        if fmt not in FORMATS:
+            c.bad("attrs/mixseg_format", f"not a mixseg shard (mixseg_format={fmt!r})")
+            return c.report, None, [], None
+        version = f.attrs.get("format_version")
+        try:
+            version = int(version)
+        except (TypeError, ValueError):
+            c.bad("attrs/format_version", f"missing or not an integer ({version!r})")
+            return c.report, fmt, [], None
+        if version not in READ_VERSIONS:
+            c.bad("attrs/format_version", f"{version}, this mixseg reads {', '.join(map(str, READ_VERSIONS))}")
+            return c.report, fmt, [], None
+        try:
+            if fmt == "labels":
+                ids = _verify_labels(c, f, version, decode_images)
+                try:
+                    classes = json.loads(f.attrs["classes"])
+                except (KeyError, TypeError, ValueError):
+                    classes = None
+            else:
+                ids = _verify_ucm(c, f, version)
+                classes = None
+        except _READ_ERRORS as e:  # corruption in HDF5 metadata met half way through
+            c.bad("", f"corrupt shard, checking stopped ({type(e).__name__}: {e})")
+            ids, classes = [], None
+    return c.report, fmt, ids, classes
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and (".tmp-" in name or ".old-" in name)
+
+
+def _verify_skipped(path: Path, report: Report) -> None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        report.problems.append(Problem(str(path), "", f"unreadable skip list ({e})"))
+        return
+    if not isinstance(doc, list) or not all(isinstance(s, dict) and {"id", "path", "reason"} <= set(s)
+                                            for s in doc):
+        report.problems.append(Problem(str(path), "", "not a list of {id, path, reason} records"))
+
+
+def verify(paths, decode_images: bool = True) -> Report:
+    """Check shard files and folders of shards; every problem is in ``report.problems``."""
+    report = Report()
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            entries = sorted(p.iterdir())
+            for e in entries:
+                if _is_temp(e.name):
+                    report.problems.append(Problem(str(e), "", "temporary file of an interrupted write inside "
+                                                               "the output folder"))
+                elif e.name == "skipped.json":
+                    _verify_skipped(e, report)
+            shards = [e for e in entries if e.suffix == ".h5" and e.is_file() and not _is_temp(e.name)]
+            if not shards:
+                report.problems.append(Problem(str(p), "", "no shards (*.h5) in this folder"))
+            files += shards
+        elif p.exists():
+            files.append(p)
+        else:
+            report.problems.append(Problem(str(p), "", "not found"))
+    owner: dict[tuple[str, str], Path] = {}
+    classes_of: tuple[Path, list] | None = None
+    for path in files:
+        r, fmt, ids, classes = verify_shard(path, decode_images)
+        report.extend(r)
+        for i in dict.fromkeys(ids):
+            first = owner.setdefault((fmt, i), path)
+            if first != path:
+                report.problems.append(Problem(str(path), i, f"id also in {first}"))
+        if classes is not None:
+            if classes_of is None:
+                classes_of = (path, classes)
+            elif classes != classes_of[1]:
+                report.problems.append(Problem(str(path), "attrs/classes", f"differ from {classes_of[0]}"))
+    return report

@@ -1,0 +1,242 @@
+"""`mixseg verify`: every integrity problem of a shard is found and named, one line each."""
+
+import io
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.errors import InputError
+from pipeline.shards import (BOX_DTYPE, FORMAT_VERSION, ShardReader, UcmReader, bitset_dtype, write_label_shard,
+                             write_ucm_shard)
+from pipeline.verify import verify
+
+CLASSES = ["background", "cat", "dog", "cow", "bird"]
+
+
+def _png(h, w, seed):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _records():
+    dt = bitset_dtype(len(CLASSES))
+    rng = np.random.default_rng(0)
+    truth = (np.uint8(1) << rng.integers(0, 5, (6, 8)).astype(np.uint8)).astype(dt)
+    label = truth.copy()
+    label[2:4, 2:5] = 0b110
+    boxes = np.zeros(2, BOX_DTYPE)
+    boxes["x0"], boxes["y0"], boxes["x1"], boxes["y1"], boxes["cls"] = [1, 0], [1, 2], [5, 8], [4, 6], [1, 2]
+    boxes["box_area"] = (boxes["x1"] - boxes["x0"]) * (boxes["y1"] - boxes["y0"])
+    boxes["strategy"] = [0, 0]
+    return [{"id": "a", "kind": "box", "height": 6, "width": 8, "tags": [1, 2], "image_bytes": _png(6, 8, 1),
+             "label": label, "truth": truth, "boxes": boxes},
+            {"id": "b", "kind": "pixel", "height": 5, "width": 7, "tags": [3], "image_bytes": _png(5, 7, 2),
+             "label": truth[:5, :7].copy(), "truth": truth[:5, :7].copy()},
+            {"id": "c", "kind": "image", "height": 4, "width": 4, "tags": [4], "image_bytes": _png(4, 4, 3)}]
+
+
+@pytest.fixture
+def shards(tmp_path):
+    out = tmp_path / "labels"
+    write_label_shard(out / "labels-train-00000.h5", _records(), CLASSES, "train", params={"alpha": 0.3})
+    u = np.random.default_rng(1).integers(0, 256, (13, 17), dtype=np.uint8)
+    write_ucm_shard(tmp_path / "ucm" / "ucm-00000.h5", ["a", "b"], [u, u[:11, :15]])
+    return out / "labels-train-00000.h5", tmp_path / "ucm" / "ucm-00000.h5"
+
+
+def lines(report):
+    return [str(p) for p in report.problems]
+
+
+def assert_reported(report, path, item, fragment):
+    hits = [p for p in report.problems if p.path == str(path) and p.item == item and fragment in p.reason]
+    assert hits, f"no problem '{item}: ...{fragment}...' in:\n" + "\n".join(lines(report))
+
+
+def test_good_shards_pass_and_cli_exits_zero(shards):
+    lab, ucm = shards
+    report = verify([lab.parent, ucm.parent])
+    assert report.problems == [] and report.notes == []
+    assert report.shards == 2 and report.images == 5
+    result = CliRunner().invoke(main, ["verify", str(lab.parent), str(ucm)])
+    assert result.exit_code == 0, result.output
+
+
+def test_checksums_are_recorded_at_write_time(shards):
+    lab, ucm = shards
+    with h5py.File(lab, "r") as f:
+        assert f.attrs["format_version"] == FORMAT_VERSION == 2 and f.attrs["checksum"] == "crc32"
+        sums = f["checksums"][:]
+        assert len(sums) == 3 and np.all(sums["image"] != 0) and np.all(sums["meta"] != 0)
+        assert sums["label"][2] == 0 and sums["label"][0] != 0  # the image-kind item has no label map
+    with h5py.File(ucm, "r") as f:
+        assert f["crc32"].shape == (2,) and f["crc32"].dtype == np.uint32
+
+
+def test_every_problem_of_a_label_shard_is_reported(shards):
+    lab, _ = shards
+    with h5py.File(lab, "r+") as f:
+        img = f["image"][0].copy()
+        img[len(img) // 2] ^= 0xFF
+        f["image"][0] = img                               # 1: corrupt image bytes
+        m = f["label/a"][()]
+        m[0, 0] = 0x80                                    # 2: a bit beyond the 5 classes
+        f["label/a"][...] = m
+        del f["truth/b"]
+        f["truth"].create_dataset("b", data=np.ones((3, 3), np.uint8))  # 3: mis-shaped truth
+        f["tags"][2] = 0x41                               # 4: tag bit 6 >= 5 classes
+        off = f["box_offsets"][:]
+        off[-1] = 7
+        f["box_offsets"][...] = off                       # 5: inconsistent offsets
+        del f["label/b"]                                  # 6: pixel-kind item without its label
+        f["truth"].create_dataset("zzz", data=np.ones((2, 2), np.uint8))  # 7: a map of no listed id
+    report = verify([lab])
+    assert_reported(report, lab, "a", "image checksum mismatch")
+    assert_reported(report, lab, "label/a", "1 pixels have a bit at or above num_classes (5)")
+    assert_reported(report, lab, "label/a", "checksum mismatch")
+    assert_reported(report, lab, "truth/b", "shape (3, 3), expected (height, width) = (5, 7)")
+    assert_reported(report, lab, "c", "tags 0x41 have a bit at or above num_classes")
+    assert_reported(report, lab, "box_offsets", "inconsistent")
+    assert_reported(report, lab, "label/b", "missing: a pixel-kind image needs a label map")
+    assert_reported(report, lab, "truth/zzz", "not in ids")
+    assert all(str(p).startswith(f"{lab}: ") for p in report.problems)
+    result = CliRunner().invoke(main, ["verify", str(lab)])
+    assert result.exit_code == 1
+    out = result.stdout.splitlines()
+    assert out == lines(report)                          # one line per problem, all of them
+    assert len(out) >= 8
+
+
+def test_schema_problems_are_named(shards):
+    lab, _ = shards
+    with h5py.File(lab, "r+") as f:
+        del f["kind"]
+        del f.attrs["classes"]
+        f.attrs["bitset_dtype"] = "uint16"
+        tags = f["tags"][:].astype(np.uint16)
+        del f["tags"]
+        f.create_dataset("tags", data=tags)
+        ids = f["ids"][:]
+        del f["ids"]
+        f.create_dataset("ids", data=ids[::-1], dtype=h5py.string_dtype())
+    report = verify([lab])
+    assert_reported(report, lab, "kind", "missing dataset")
+    assert_reported(report, lab, "attrs/classes", "missing attribute")
+    assert_reported(report, lab, "attrs/bitset_dtype", "uint16, but 5 classes need uint8")
+    assert_reported(report, lab, "tags", "dtype uint16, expected uint8")
+    assert_reported(report, lab, "ids", "not sorted ('c' before 'b')")
+
+
+def test_duplicate_ids_and_class_lists_across_a_folder(shards, tmp_path):
+    lab, _ = shards
+    recs = _records()[:1]
+    write_label_shard(lab.parent / "labels-train-00001.h5", recs, CLASSES, "train")
+    write_label_shard(lab.parent / "labels-val-00000.h5", _records()[2:], CLASSES[:4] + ["horse"], "val")
+    report = verify([lab.parent])
+    assert_reported(report, lab.parent / "labels-train-00001.h5", "a", f"id also in {lab}")
+    assert_reported(report, lab.parent / "labels-val-00000.h5", "c", "id also in")
+    assert_reported(report, lab.parent / "labels-val-00000.h5", "attrs/classes", "differ from")
+
+
+def test_ucm_shard_problems(shards):
+    _, ucm = shards
+    with h5py.File(ucm, "r+") as f:
+        u = f["ucm2/a"][()]
+        u[1, 1] ^= 1
+        f["ucm2/a"][...] = u
+        del f["ucm2/b"]
+        f["ucm2"].create_dataset("b", data=np.zeros((10, 14), np.float32))
+    report = verify([ucm])
+    assert_reported(report, ucm, "ucm2/a", "checksum mismatch")
+    assert_reported(report, ucm, "ucm2/b", "dtype float32, expected uint8")
+    assert_reported(report, ucm, "ucm2/b", "shape (10, 14), expected (2H+1, 2W+1)")
+    with h5py.File(ucm, "r+") as f:
+        del f["ucm2/b"]
+    assert_reported(verify([ucm]), ucm, "ucm2/b", "missing UCM of a listed id")
+
+
+def test_a_flipped_byte_inside_a_compressed_map_is_caught(shards):
+    lab, _ = shards
+    with h5py.File(lab, "r") as f:
+        info = f["label/a"].id.get_chunk_info(0)
+    data = bytearray(lab.read_bytes())
+    for k in range(info.byte_offset + 2, info.byte_offset + info.size - 1, 3):
+        data[k] ^= 0x5A
+    lab.write_bytes(bytes(data))
+    report = verify([lab])
+    assert [p.item for p in report.problems if p.item.startswith("label/")] and \
+        {p.item for p in report.problems} <= {"label/a"}, lines(report)
+
+
+def test_broken_files_and_leftovers_in_a_folder_do_not_stop_the_check(shards):
+    lab, _ = shards
+    folder = lab.parent
+    good = lab.read_bytes()
+    (folder / "labels-train-00001.h5").write_bytes(good[: len(good) // 2])
+    (folder / "labels-train-00002.h5").write_bytes(b"not hdf5")
+    (folder / ".labels-train-00003.h5.tmp-123-abcdef12").write_bytes(b"")
+    (folder / "skipped.json").write_text("{oops")
+    with h5py.File(folder / "other.h5", "w") as f:
+        f.attrs["x"] = 1
+    report = verify([folder, folder / "missing.h5"])
+    assert_reported(report, folder / "labels-train-00001.h5", "", "corrupt or truncated shard")
+    assert_reported(report, folder / "labels-train-00002.h5", "", "corrupt or truncated shard")
+    assert_reported(report, folder / ".labels-train-00003.h5.tmp-123-abcdef12", "", "temporary file")
+    assert_reported(report, folder / "skipped.json", "", "unreadable skip list")
+    assert_reported(report, folder / "other.h5", "attrs/mixseg_format", "not a mixseg shard")
+    assert_reported(report, folder / "missing.h5", "", "not found")
+    assert not [p for p in report.problems if p.path == str(lab)]  # the good shard was still checked, clean
+    assert report.images == 3
+
+
+def test_format1_shards_without_checksums_are_read_and_noted(shards):
+    lab, ucm = shards
+    for path, name in ((lab, "checksums"), (ucm, "crc32")):
+        with h5py.File(path, "r+") as f:
+            f.attrs["format_version"] = 1
+            del f[name]
+    r, u = ShardReader(lab), UcmReader(ucm)
+    assert r.ids == ["a", "b", "c"] and r.label("a").shape == (6, 8)
+    assert u["a"].shape == (13, 17)
+    r.close()
+    u.close()
+    report = verify([lab, ucm])
+    assert report.problems == []
+    assert [n.reason for n in report.notes] == ["no checksums recorded (format 1 shard): content not verified"] * 2
+    assert CliRunner().invoke(main, ["verify", str(lab)]).exit_code == 0
+    result = CliRunner().invoke(main, ["verify", "--strict", str(lab)])
+    assert result.exit_code == 1 and "no checksums recorded" in result.output
+    with h5py.File(lab, "r+") as f:
+        f.attrs["format_version"] = 9
+    assert_reported(verify([lab]), lab, "attrs/format_version", "9, this mixseg reads 1, 2")
+    with pytest.raises(InputError, match="labels-train-00000.h5: shard format version 9, this mixseg reads 1, 2"):
+        ShardReader(lab)
+
+
+def test_the_reader_names_a_damaged_map(shards):
+    lab, _ = shards
+    with h5py.File(lab, "r") as f:
+        info = f["label/a"].id.get_chunk_info(0)
+    data = bytearray(lab.read_bytes())
+    data[info.byte_offset:info.byte_offset + info.size] = b"\xff" * info.size  # not a deflate stream
+    lab.write_bytes(bytes(data))
+    r = ShardReader(lab)
+    with pytest.raises(InputError, match=r"labels-train-00000.h5: corrupt data in label/a"):
+        r.label("a")
+    np.testing.assert_array_equal(r.label("b"), _records()[1]["label"])  # the rest still reads
+    r.close()
+    assert_reported(verify([lab]), lab, "label/a", "unreadable, corrupt data")
+
+
+def test_verify_names_the_stage_skip_list_format(tmp_path, shards):
+    lab, _ = shards
+    (lab.parent / "skipped.json").write_text(json.dumps([{"id": "x", "path": "p", "reason": "r"}]))
+    assert verify([lab.parent]).problems == []
+    (lab.parent / "skipped.json").write_text(json.dumps([{"id": "x"}]))
+    assert_reported(verify([lab.parent]), lab.parent / "skipped.json", "", "not a list of {id, path, reason}")
