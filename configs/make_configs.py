@@ -121,6 +121,7 @@ REST = """ucm:
   momentum: 0.9
   weight_decay: 0.0005
   schedule: constant
+  warmup: 0                # no warm-up in the paper
   epochs: {epochs}{epochs_comment}
   checkpoint_every: 2000
   seed: 0

@@ -135,3 +135,16 @@ def test_torchrun_ddp_two_processes_gloo(shards, tmp_path):
     assert r0["total_iterations"] == r1["total_iterations"] < single["total_iterations"]
     assert r0["iterations"] == r0["total_iterations"] and all(np.isfinite(r0["losses"] + r1["losses"]))
     assert (tmp_path / "ddp/model.pt").exists()
+
+
+def test_learning_rate_warm_up_and_schedules_by_hand():
+    from train.fit import lr_at, train_config
+    c = train_config({"lr": 0.1, "warmup": 10, "schedule": "constant"})
+    assert [round(lr_at(c, it, 100), 6) for it in (0, 4, 9, 10, 99)] == [0.01, 0.05, 0.1, 0.1, 0.1]
+    # the warm-up never takes more than a fifth of the run: 20 iterations -> 4 warm-up iterations
+    assert [round(lr_at(c, it, 20), 6) for it in (0, 1, 3, 4)] == [0.025, 0.05, 0.1, 0.1]
+    poly = train_config({"lr": 0.1, "warmup": 0, "schedule": "poly"})
+    assert lr_at(poly, 0, 100) == pytest.approx(0.1)
+    assert lr_at(poly, 50, 100) == pytest.approx(0.1 * 0.5 ** 0.9)
+    step = train_config({"lr": 0.1, "warmup": 0, "schedule": "step"})
+    assert [lr_at(step, it, 90) for it in (0, 29, 30, 60)] == pytest.approx([0.1, 0.1, 0.01, 0.001])

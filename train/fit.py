@@ -33,7 +33,7 @@ from .networks import build_model
 DEFAULTS = {
     "arch": "small", "pretrained": None, "mode": "practical", "sampling": "subset",
     "batch_size": 8, "crop": [96, 128], "scale": [0.75, 1.25], "flip": True,
-    "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "poly", "epochs": 10,
+    "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "poly", "warmup": 0, "epochs": 10,
     "checkpoint_every": 100, "log_every": 10, "seed": 0, "workers": 0, "amp": True, "threads": 0,
 }
 
@@ -57,11 +57,15 @@ def train_config(cfg: dict | None) -> dict:
 
 
 def lr_at(cfg: dict, it: int, total: int) -> float:
+    """The learning rate of iteration ``it`` of ``total``: the schedule, times a linear
+    warm-up to 1 over the first ``cfg["warmup"]`` iterations (at most a fifth of the run)."""
+    n_warm = min(int(cfg.get("warmup") or 0), total // 5)
+    warm = min(1.0, (it + 1) / n_warm) if n_warm > 0 else 1.0
     if cfg["schedule"] == "poly":
-        return cfg["lr"] * (1 - it / max(total, 1)) ** 0.9
+        return warm * cfg["lr"] * (1 - it / max(total, 1)) ** 0.9
     if cfg["schedule"] == "step":
-        return cfg["lr"] * (0.1 ** (it // max(total // 3, 1)))
-    return cfg["lr"]
+        return warm * cfg["lr"] * (0.1 ** (it // max(total // 3, 1)))
+    return warm * cfg["lr"]
 
 
 def _distributed() -> tuple[int, int]:
