@@ -273,7 +273,7 @@ def shard_sizes_and_reads(images_json, annotations_json, split_json, ucm_dir, ou
     file_bytes = sum(p.stat().st_size for p in shards)
     # Two views of ShardReader.label, both with the OS file cache warm:
     # * first touch: each pass opens a fresh ShardReader (constructor not timed) and reads every
-    #   map once -- dataset open + LZF decode, what one training epoch pays per map;
+    #   map once -- dataset open + deflate decode, what one training epoch pays per map;
     # * re-read: the same reader again; ShardReader keeps every h5py dataset open, so HDF5's
     #   per-dataset chunk cache (1 MiB default) serves the already-decoded map.
     with one_core() as cpu:
@@ -414,7 +414,7 @@ def table(result):
     s2 = result.get("shards")
     if s2:
         kb = 1024
-        rows.append((f"2 stored bytes per label map ({s2['label_maps']} maps, {s2['bitset_dtype']}, LZF)",
+        rows.append((f"2 stored bytes per label map ({s2['label_maps']} maps, {s2['bitset_dtype']}, deflate)",
                      f"{s2['stored_bytes_per_map_mean'] / kb:.1f} KB mean, {s2['stored_bytes_per_map_max'] / kb:.1f} "
                      f"KB max (raw in memory {s2['raw_bytes_per_map'] / kb:.0f} KB, x{s2['compression_ratio']:.0f})",
                      "<= 40 KB", yes(s2["target_met"]["stored"])))

@@ -161,7 +161,7 @@ for key, (ratio, counts) in TABLE1.items():
         configs[name] = (title + HEADER_COMMON.format(name=name, iters=f"{iters:,}",
                                                       hours=hours(iters, speed) + f" at {speed} it/s")
                          + "\n" + SYNTHETIC + "\n" + VOC_SOURCE + "\n"
-                         + split(ratio, counts, f"paper Table 1; explicit counts reproduce it exactly") + "\n"
+                         + split(ratio, counts, "paper Table 1; explicit counts reproduce it exactly") + "\n"
                          + REST.replace('{labels_quality}', labels_quality()).format(variants=VOC_VARIANTS, arch=arch, epochs=epochs, epochs_comment=ecomm))
 
 name = "table4-siftflow-fcn8s-1-0-1"

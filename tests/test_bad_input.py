@@ -2,7 +2,6 @@
 exit status 2, and no output (or temporary file) left behind."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,30 +12,13 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.fileio import write_palette_png
-from pipeline.synthetic import generate
 
 VOC = Path("data/raw/synthetic/VOCdevkit/VOC2012")
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("raw")
-    generate(root / "synthetic", num_train=8, num_val=2, height=36, width=48, num_classes=4, seed=1,
-             progress=False)
-    return root
 
 
-@pytest.fixture
-def project(tmp_path, dataset, monkeypatch):
-    shutil.copytree(dataset, tmp_path / "data/raw")
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params["source"]["workers"] = 1
-    params["split"]["ratio"] = [1, 1, 1]
-    for stage in ("ucm", "labels"):
-        params[stage].update(workers=1, shard_size=4)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+
 
 
 def invoke(*args):

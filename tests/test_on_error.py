@@ -5,7 +5,6 @@ and counted in the stage summary; the default `fail` stops with the file and the
 The labels-stage tests need the `labels.on_error` patch of pipeline/labels_stage.py."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +15,16 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.fileio import write_palette_png
 from pipeline.shards import ShardReader, UcmReader
-from pipeline.synthetic import generate
 from pipeline.verify import verify
 
 VOC = Path("data/raw/synthetic/VOCdevkit/VOC2012")
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("raw")
-    generate(root / "synthetic", num_train=8, num_val=2, height=36, width=48, num_classes=4, seed=1,
-             progress=False)
-    return root
-
-
 @pytest.fixture
-def project(tmp_path, dataset, monkeypatch):
-    shutil.copytree(dataset, tmp_path / "data/raw")
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params["source"]["workers"] = 1
-    params["split"]["ratio"] = [1, 1, 1]
-    for stage in ("ucm", "labels"):
-        params[stage].update(workers=1, shard_size=4)
-    params["labels"]["strategy"] = "ucm"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def ucm_project(project):
+    """The tiny project with the labels strategy pinned to ucm."""
+    set_param("labels", strategy="ucm")
+    return project
 
 
 def invoke(*args):
@@ -70,7 +53,7 @@ def image_path(image_id):
                 if r["id"] == image_id)
 
 
-def test_ucm_stage_fails_by_default_and_skips_with_on_error_skip(project):
+def test_ucm_stage_fails_by_default_and_skips_with_on_error_skip(ucm_project):
     run_ok("source", "split")
     victim = split_of("box")[0]
     p = Path(image_path(victim))
@@ -92,7 +75,7 @@ def test_ucm_stage_fails_by_default_and_skips_with_on_error_skip(project):
     assert verify(["data/ucm"]).problems == []
 
 
-def test_a_clean_run_lists_no_skips_and_every_item_skipped_is_an_error(project):
+def test_a_clean_run_lists_no_skips_and_every_item_skipped_is_an_error(ucm_project):
     run_ok("source", "split", "ucm")
     assert json.loads(Path("data/ucm/skipped.json").read_text()) == []
     before = {p.name: p.read_bytes() for p in Path("data/ucm").iterdir()}
@@ -106,7 +89,7 @@ def test_a_clean_run_lists_no_skips_and_every_item_skipped_is_an_error(project):
     assert result.exit_code == 2 and "on_error must be 'fail' or 'skip'" in result.output
 
 
-def test_labels_stage_skips_a_mis_sized_mask(project):
+def test_labels_stage_skips_a_mis_sized_mask(ucm_project):
     run_ok("source", "split", "ucm")
     victim = split_of("pixel")[0]
     mask = VOC / f"SegmentationClass/{victim}.png"
@@ -128,7 +111,7 @@ def test_labels_stage_skips_a_mis_sized_mask(project):
     assert verify(["data/labels"]).problems == []
 
 
-def test_an_image_the_ucm_stage_skipped_is_skipped_by_labels_with_the_reason(project):
+def test_an_image_the_ucm_stage_skipped_is_skipped_by_labels_with_the_reason(ucm_project):
     run_ok("source", "split")
     victim = split_of("box")[0]
     p = Path(image_path(victim))

@@ -2,7 +2,6 @@
 and the enclosed rule's span / band refinements -- each on a case whose answer is known by hand."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from pipeline.errors import InputError
 from pipeline.external_masks import ExternalMasks, load_external_masks
 from pipeline.labels_stage import label_params
 from pipeline.shards import ShardReader, bit_count
-from pipeline.synthetic import generate
 from test_boxlabels import l_shape_scene, nested_squares, ucm_from_regions
 
 
@@ -248,28 +246,13 @@ def test_external_files_and_their_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- the stages
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("raw")
-    generate(root / "synthetic", num_train=8, num_val=2, height=36, width=48, num_classes=4, seed=1,
-             progress=False)
-    return root
-
-
 @pytest.fixture
-def project(tmp_path, dataset, monkeypatch):
-    shutil.copytree(dataset, tmp_path / "data/raw")
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params["source"]["workers"] = 1
-    params["split"]["ratio"] = [1, 1, 1]
-    for stage in ("ucm", "labels"):
-        params[stage].update(workers=1, shard_size=4)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
+def staged(project):
+    """The tiny project with source, split and ucm run."""
     runner = CliRunner()
     for stage in ("source", "split", "ucm"):
         assert runner.invoke(main, [stage, "--no-progress"] if stage != "split" else [stage]).exit_code == 0
-    return tmp_path
+    return project
 
 
 def set_labels(**kw):
@@ -278,7 +261,7 @@ def set_labels(**kw):
     Path("params.yaml").write_text(yaml.safe_dump(params))
 
 
-def test_labels_and_quality_stages_run_every_strategy(project):
+def test_labels_and_quality_stages_run_every_strategy(staged):
     runner = CliRunner()
     strategies = ["ucm", "raw_box", "grabcut", "hard", "ucm_t0.5", "ucm_paper_a0.3"]
     args = ["quality", "--no-progress"] + [a for s in strategies for a in ("--strategy", s)]
@@ -297,7 +280,7 @@ def test_labels_and_quality_stages_run_every_strategy(project):
         r.close()
 
 
-def test_external_strategy_through_the_labels_stage(project):
+def test_external_strategy_through_the_labels_stage(staged):
     images = {r["id"]: r for r in json.loads(Path("data/source/images.json").read_text())["items"]}
     split = json.loads(Path("data/split.json").read_text())["assignment"]
     missing = sorted(i for i, k in split.items() if k == "box")[0]

@@ -12,7 +12,6 @@ runs DistributedDataParallel (gloo on CPU, NCCL on CUDA).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
