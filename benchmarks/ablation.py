@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -35,6 +37,10 @@ def main(argv=None):
     ap.add_argument("--quality", default=str(REPO / "metrics" / "label_quality.json"))
     ap.add_argument("--strategies", nargs="+", default=None)
     ap.add_argument("--variant", default="p+b")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="training seeds (default: train.seed); the table gives mean ± std over them")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep label shards and models already in --work (a rerun with more seeds)")
     ap.add_argument("--work", default=str(REPO / "benchmarks" / "out" / "ablation"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "ablation.json"))
     args = ap.parse_args(argv)
@@ -43,31 +49,42 @@ def main(argv=None):
     strategies = args.strategies or list((params.get("quality") or {}).get("strategies", ["ucm", "raw_box"]))
     quality = json.loads(Path(args.quality).read_text()) if Path(args.quality).exists() else {}
     data, work = Path(args.data), Path(args.work)
+    cfg = dict(params.get("train") or {})
+    seeds = args.seeds or [int(cfg.get("seed", 0))]
     rows = {}
     for s in strategies:
         t0 = time.perf_counter()
         labels_dir = work / s / "labels"
-        lab = dict(params.get("labels") or {}, strategy=s)
-        run_labels(data / "source" / "images.json", data / "source" / "annotations.json", data / "split.json",
-                   data / "ucm", labels_dir, lab, progress=False)
-        out = work / s / "model"
-        train(dict(params.get("train") or {}), labels_dir, out, args.variant, progress=False, log=lambda m: None)
-        metrics, _ = evaluate_model(load_model(out / "model.pt")[0], labels_dir)
+        if not (args.reuse and labels_dir.exists()):
+            lab = dict(params.get("labels") or {}, strategy=s)
+            run_labels(data / "source" / "images.json", data / "source" / "annotations.json", data / "split.json",
+                       data / "ucm", labels_dir, lab, progress=False)
+        per_seed = {}
+        for seed in seeds:
+            out = work / s / ("model" if seed == int(cfg.get("seed", 0)) else f"model-seed{seed}")
+            if not (args.reuse and (out / "model.pt").exists()):
+                train(dict(cfg, seed=seed), labels_dir, out, args.variant, progress=False, log=lambda m: None)
+            per_seed[seed] = evaluate_model(load_model(out / "model.pt")[0], labels_dir)[0]["mIU"]
         q = quality.get(s, {})
+        mious = np.array(list(per_seed.values()))
         rows[s] = {"label_miou": q.get("miou"), "box_ignored": q.get("box_ignored"),
-                   "ms_per_box": 1000 * q["seconds_per_box"] if "seconds_per_box" in q else None, "mIU": metrics["mIU"], "pAcc": metrics["pAcc"],
-                   "seconds": round(time.perf_counter() - t0, 1)}
-        print(f"{s}: label mIoU {q.get('miou')}  trained {args.variant} mIU {metrics['mIU']:.2f}", flush=True)
-    lines = [f"| box strategy | label mIoU (box subset) | box pixels ignored | trained {args.variant} mIU |",
+                   "ms_per_box": 1000 * q["seconds_per_box"] if "seconds_per_box" in q else None,
+                   "mIU": float(mious.mean()), "mIU_std": float(mious.std(ddof=1)) if len(mious) > 1 else 0.0,
+                   "mIU_per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"{s}: label mIoU {q.get('miou')}  trained {args.variant} mIU {mious.mean():.2f} "
+              f"({', '.join(f'{v:.2f}' for v in mious)})", flush=True)
+    lines = [f"| box strategy | label mIoU (box subset) | box pixels ignored | trained {args.variant} mIU "
+             f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''}) |",
              "|---|---|---|---|"]
     for s, r in rows.items():
         lm = f"{r['label_miou']:.2f}" if r["label_miou"] is not None else "-"
         ig = f"{r['box_ignored']:.1f} %" if r["box_ignored"] is not None else "-"
-        lines.append(f"| `{s}` | {lm} | {ig} | {r['mIU']:.2f} |")
+        sd = f" ± {r['mIU_std']:.2f}" if len(seeds) > 1 else ""
+        lines.append(f"| `{s}` | {lm} | {ig} | {r['mIU']:.2f}{sd} |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"variant": args.variant, "train": params.get("train"), "rows": rows,
+    Path(args.out).write_text(json.dumps({"variant": args.variant, "train": cfg, "seeds": seeds, "rows": rows,
                                           "table": text}, indent=1) + "\n")
     print(f"wrote {args.out}")
 
