@@ -148,3 +148,12 @@ def test_learning_rate_warm_up_and_schedules_by_hand():
     assert lr_at(poly, 50, 100) == pytest.approx(0.1 * 0.5 ** 0.9)
     step = train_config({"lr": 0.1, "warmup": 0, "schedule": "step"})
     assert [lr_at(step, it, 90) for it in (0, 29, 30, 60)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+
+
+def test_paper_mode_is_the_papers_setting_whatever_the_practical_defaults():
+    from train.fit import train_config
+    c = train_config({"mode": "paper"})
+    assert (c["batch_size"], c["crop"], c["sampling"], c["reduction"]) == (1, None, "subset", "paper")
+    assert (c["lr"], c["schedule"], c["warmup"], c["momentum"], c["weight_decay"]) == (1e-4, "constant", 0, 0.9, 5e-4)
+    practical = train_config({})
+    assert (practical["reduction"], practical["sampling"], practical["warmup"]) == ("mean", "mixed", 100)

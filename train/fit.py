@@ -30,22 +30,24 @@ from .losses import mixseg_loss
 from .networks import build_model
 
 DEFAULTS = {
-    "arch": "small", "pretrained": None, "mode": "practical", "sampling": "subset",
+    "arch": "small", "pretrained": None, "mode": "practical", "sampling": "mixed",
     "batch_size": 8, "crop": [96, 128], "scale": [0.75, 1.25], "flip": True,
-    "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "poly", "warmup": 0, "epochs": 10,
+    "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "poly", "warmup": 100, "epochs": 24,
     "checkpoint_every": 100, "log_every": 10, "seed": 0, "workers": 0, "amp": True, "threads": 0,
 }
 
 
 def train_config(cfg: dict | None) -> dict:
     """The ``train`` section of params with defaults; ``mode: paper`` means the paper's
-    exact setting (batch 1, no crop, Eq. 3 sum reduction, lr 1e-4, constant schedule)."""
+    exact setting (batch 1, no crop, subset batches, Eq. 3 sum reduction, lr 1e-4, constant
+    schedule, no warm-up)."""
     user = dict(cfg or {})
     c = {**DEFAULTS, **user}
     if c["mode"] == "paper":
         c.update(batch_size=1, crop=None, sampling="subset", reduction="paper")
         c["lr"] = user.get("lr", 1e-4)
         c["schedule"] = user.get("schedule", "constant")
+        c["warmup"] = user.get("warmup", 0)
     else:
         c["reduction"] = "mean"
     if c["mode"] not in ("practical", "paper"):
