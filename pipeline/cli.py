@@ -108,10 +108,12 @@ def split(params_path, index_dir, out):
 @PARAMS_OPTION
 @click.option("--images", default="data/source/images.json", show_default=True)
 @click.option("--out", default="data/ucm", show_default=True)
+@click.option("--metrics", default="metrics/ucm.json", show_default=True,
+              help="Stage summary (images, shards, skipped) as a DVC metric.")
 @click.option("--workers", type=int, default=None, help="Override ucm.workers.")
 @click.option("--progress/--no-progress", default=True)
 @reports_errors
-def ucm(params_path, images, out, workers, progress):
+def ucm(params_path, images, out, metrics, workers, progress):
     """Compute an ultrametric contour map (ucm2) per training image."""
     from .cluster import joblib_backend
     from .ucm_stage import run_ucm
@@ -119,7 +121,9 @@ def ucm(params_path, images, out, workers, progress):
     if workers is not None:
         p["workers"] = workers
     with joblib_backend():  # a Dask cluster when $MIXSEG_DASK_SCHEDULER is set (pipeline/cluster.py)
-        _echo_json(run_ucm(images, out, p, progress=progress))
+        summary = run_ucm(images, out, p, progress=progress)
+    write_json(metrics, summary)
+    _echo_json(summary)
 
 
 @main.command()

@@ -99,9 +99,10 @@ def test_without_a_scheduler_the_block_runs_locally(monkeypatch):
 def test_stages_on_a_dask_cluster_write_byte_identical_shards(project, cluster, monkeypatch):
     from distributed import get_task_stream
     monkeypatch.chdir(project)  # relative paths, as under dvc repro; the workers are elsewhere
-    workers = set(cluster.scheduler_info["workers"])
     with joblib_backend(cluster.scheduler_address) as client:
         import joblib
+        client.wait_for_workers(2, timeout=120)  # under load the workers may still be registering
+        workers = set(client.scheduler_info()["workers"])
         assert type(joblib.parallel.get_active_backend()[0]).__name__ == "DaskDistributedBackend"
         with get_task_stream(client) as ts:
             ucm = run_ucm("source/images.json", "dask/ucm", UCM, progress=False)

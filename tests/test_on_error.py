@@ -66,6 +66,7 @@ def test_ucm_stage_fails_by_default_and_skips_with_on_error_skip(ucm_project):
     result = invoke("ucm")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["skipped"] == 1
+    assert json.loads(Path("metrics/ucm.json").read_text())["skipped"] == 1  # the count is a DVC metric
     skipped = json.loads(Path("data/ucm/skipped.json").read_text())
     assert [s["id"] for s in skipped] == [victim] and skipped[0]["path"] == str(p)
     assert "unreadable or truncated image" in skipped[0]["reason"]
