@@ -46,15 +46,8 @@ HEADER_COMMON = """#
 # synthetic set and CamVid (README); compare with `dvc exp run -S labels.rule=enclosed`.
 """
 
-VOC_SOURCE = """source:
-  kind: voc2012
-  root: data/raw/voc       # holds VOCdevkit/VOC2012/ and benchmark_RELEASE/dataset/ (SBD)
-  boxes: instances         # the paper: boxes from the instance masks (VOC SegmentationObject, SBD inst/*.mat)
-  on_error: fail
-  workers: 8
-  voc2012:
-    sbd: true              # train_aug: 10,582 training images; val: VOC 2012 val, 1,449 images
-  boxes_source:
+# the source knobs of the other kinds, unused here but part of the params schema
+UNUSED_SOURCE_KNOBS = """  boxes_source:
     images: images
     masks: null
     tags: null
@@ -67,6 +60,16 @@ VOC_SOURCE = """source:
     val_dirs: [val]
 """
 
+VOC_SOURCE = """source:
+  kind: voc2012
+  root: data/raw/voc       # holds VOCdevkit/VOC2012/ and benchmark_RELEASE/dataset/ (SBD)
+  boxes: instances         # the paper: boxes from the instance masks (VOC SegmentationObject, SBD inst/*.mat)
+  on_error: fail
+  workers: 8
+  voc2012:
+    sbd: true              # train_aug: 10,582 training images; val: VOC 2012 val, 1,449 images
+""" + UNUSED_SOURCE_KNOBS
+
 SIFT_SOURCE = """source:
   kind: siftflow
   root: data/raw/siftflow  # the unpacked SiftFlowDataset/ (Images/, SemanticLabels/, TestSet1.txt)
@@ -75,18 +78,7 @@ SIFT_SOURCE = """source:
   workers: 8
   voc2012:
     sbd: true
-  boxes_source:
-    images: images
-    masks: null
-    tags: null
-    classes: null
-    val_list: null
-  camvid:
-    things: [car, pedestrian, bicyclist]
-    min_area: 150
-    train_dirs: [train]
-    val_dirs: [val]
-"""
+""" + UNUSED_SOURCE_KNOBS
 
 SYNTHETIC = """synthetic:                 # not used by this config (source.kind is not synthetic); kept for dvc.yaml
   out: data/raw/synthetic
