@@ -6,7 +6,7 @@ image in the box subset, so every image gets box labels) with
 
 * joblib's local backend (loky), 1 and 2 workers;
 * a ``dask.distributed.LocalCluster`` of N worker processes, one thread each, through
-  ``pipeline.cluster.joblib_backend`` -- the path ``MIXSEG_DASK_SCHEDULER`` takes;
+  ``pipeline.core.cluster.joblib_backend`` -- the path ``MIXSEG_DASK_SCHEDULER`` takes;
 
 and the size of one pickled task (what the scheduler ships per shard), from which the
 traffic for VOC-size and COCO-size inputs is extrapolated.  Each configuration is
@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import build_index, fresh, machine_info, write_split  # noqa: E402
 
-from pipeline import synthetic  # noqa: E402
-from pipeline.cluster import joblib_backend  # noqa: E402
-from pipeline.index import load_annotations, load_images  # noqa: E402
-from pipeline.labels_stage import _label_shard, label_params, load_split, run_labels  # noqa: E402
-from pipeline.ucm_stage import _ucm_shard, run_ucm  # noqa: E402
+from pipeline.sources import synthetic  # noqa: E402
+from pipeline.core.cluster import joblib_backend  # noqa: E402
+from pipeline.core.index import load_annotations, load_images  # noqa: E402
+from pipeline.labels.stage import _label_shard, label_params, load_split, run_labels  # noqa: E402
+from pipeline.ucm.stage import _ucm_shard, run_ucm  # noqa: E402
 
 
 def timed(fn, reps):

@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import build_index, fresh, log, machine_info, write_split  # noqa: E402
 
-from pipeline import synthetic  # noqa: E402
-from pipeline.labels_stage import label_params, run_labels  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.ucm_stage import run_ucm  # noqa: E402
+from pipeline.sources import synthetic  # noqa: E402
+from pipeline.labels.stage import label_params, run_labels  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
+from pipeline.ucm.stage import run_ucm  # noqa: E402
 from train.data import ShardDataset, make_loader  # noqa: E402
 from train.fit import train_config  # noqa: E402
 from train.losses import mixseg_loss  # noqa: E402

@@ -4,7 +4,7 @@ Sections (all on data generated or indexed into ``--work``; nothing in the repos
 except the ``--out`` JSON):
 
 1. **labels throughput** -- synthetic dataset at 500x375, UCMs computed in memory
-   (``pipeline.ucm.ucm2``), then ``pipeline.boxlabels.box_soft_labels`` over every box on one
+   (``pipeline.ucm.algorithm.ucm2``), then ``pipeline.labels.boxlabels.box_soft_labels`` over every box on one
    pinned core, JIT warmed up first: strategy ``ucm`` with rule ``enclosed`` and ``paper``, and
    ``raw_box``.  Target >= 2000 boxes/s.
 2. **shards** -- the real labels stage (``run_labels``, every image in the box subset) writes
@@ -59,17 +59,18 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pipeline  # noqa: E402
-from pipeline import synthetic, ucm  # noqa: E402
-from pipeline.boxlabels import box_soft_labels  # noqa: E402
-from pipeline.fileio import read_image, write_json  # noqa: E402
-from pipeline.index import load_annotations, load_images, write_index  # noqa: E402
-from pipeline.labels_stage import label_params, run_labels  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.quality import score_strategies  # noqa: E402
-from pipeline.shards import ShardReader, UcmReader, bitset_dtype  # noqa: E402
+from pipeline.sources import synthetic
+from pipeline.ucm import algorithm as ucm  # noqa: E402
+from pipeline.labels.boxlabels import box_soft_labels  # noqa: E402
+from pipeline.core.fileio import read_image, write_json  # noqa: E402
+from pipeline.core.index import load_annotations, load_images, write_index  # noqa: E402
+from pipeline.labels.stage import label_params, run_labels  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
+from pipeline.labels.quality import score_strategies  # noqa: E402
+from pipeline.core.shards import ShardReader, UcmReader, bitset_dtype  # noqa: E402
 from pipeline.sources import load_source  # noqa: E402
 from pipeline.split import split_ids  # noqa: E402
-from pipeline.ucm_stage import run_ucm  # noqa: E402
+from pipeline.ucm.stage import run_ucm  # noqa: E402
 
 try:
     from bench_ucm import cpu_model  # the colleague's helper (imports higra)
@@ -107,7 +108,7 @@ _RSS_PROBE = """
 import os, sys, json
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from pipeline.shards import ShardReader
+from pipeline.core.shards import ShardReader
 def rss():
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 r = ShardReader(sys.argv[1], split="train")

@@ -34,8 +34,8 @@ import higra as hg  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import ucm  # noqa: E402
-from pipeline.fileio import read_image  # noqa: E402
+from pipeline.ucm import algorithm as ucm  # noqa: E402
+from pipeline.core.fileio import read_image  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 

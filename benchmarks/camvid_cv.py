@@ -6,14 +6,14 @@ This script estimates the gap honestly by 2-fold cross-validation, repeated over
 halvings of the image ids:
 
 * on each half, every grid point (``--spans`` x ``--alphas`` x ``--bands``) is scored with
-  ``pipeline.quality.score_strategies`` (rule ``enclosed``, everything else from ``params.yaml``);
+  ``pipeline.labels.quality.score_strategies`` (rule ``enclosed``, everything else from ``params.yaml``);
   the best mIoU among the points that leave at most ``--max-ignored`` % of box pixels ignored is the
   setting chosen on that half (ties: fewer pixels ignored, then the grid order);
 * the chosen setting, ``raw_box`` and the fixed defaults are scored on the OTHER half (held out).
 
 Because every grid point is scored on both halves, the held-out score of the setting chosen on one
 half is its grid score on the other.  Alpha is varied through the strategy name (``ucm_a0.25``, see
-``pipeline.boxlabels.parse_strategy``) so that one ``score_strategies`` call scores all alphas of a
+``pipeline.labels.boxlabels.parse_strategy``) so that one ``score_strategies`` call scores all alphas of a
 (span, band) pair from the same UCM and mask reads.  For reference the same grid search is also run on
 all the images (the in-sample figure).
 
@@ -45,14 +45,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import fresh, git_commit, log  # noqa: E402
-from pipeline.fileio import write_json  # noqa: E402
-from pipeline.index import load_annotations, load_images, write_index  # noqa: E402
-from pipeline.labels_stage import label_params  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.quality import score_strategies  # noqa: E402
-from pipeline.shards import UcmReader  # noqa: E402
+from pipeline.core.fileio import write_json  # noqa: E402
+from pipeline.core.index import load_annotations, load_images, write_index  # noqa: E402
+from pipeline.labels.stage import label_params  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
+from pipeline.labels.quality import score_strategies  # noqa: E402
+from pipeline.core.shards import UcmReader  # noqa: E402
 from pipeline.sources import load_source  # noqa: E402
-from pipeline.ucm_stage import run_ucm  # noqa: E402
+from pipeline.ucm.stage import run_ucm  # noqa: E402
 
 DEFAULT = {"span": 0.82, "alpha": 0.25, "band": 0.75}
 IN_SAMPLE = {"ucm": 79.12, "raw_box": 72.53, "gap": 6.59, "ignored": 14.7}

@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.params import load_params  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
 from train.evaluate import evaluate_model  # noqa: E402
 from train.fit import load_model, train  # noqa: E402
 from train.report import METRICS, VARIANT_LABELS  # noqa: E402

@@ -14,10 +14,10 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import InputError
-from .fileio import write_json
-from .params import load_params, section
+from pipeline import __version__
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import write_json
+from pipeline.core.config import load_params, section
 
 PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(dir_okay=False), help="Parameters file.")
@@ -57,7 +57,7 @@ def main():
 @reports_errors
 def synthetic(params_path, out, progress):
     """Generate the synthetic dataset in the PASCAL VOC layout."""
-    from .synthetic import generate
+    from pipeline.sources.synthetic import generate
     p = section(load_params(params_path), "synthetic", params_path)
     kwargs = {k: v for k, v in p.items() if k != "out"}
     _echo_json(generate(out or p["out"], progress=progress, **kwargs))
@@ -71,8 +71,8 @@ def synthetic(params_path, out, progress):
 @reports_errors
 def source(params_path, out, metrics, progress):
     """Read the dataset named in params (source.kind) into the mixseg index."""
-    from .index import write_index
-    from .sources import load_source
+    from pipeline.core.index import write_index
+    from pipeline.sources import load_source
     p = section(load_params(params_path), "source", params_path)
     dataset = load_source(p)
     summary = write_index(dataset, out, on_error=p.get("on_error", "fail"), n_jobs=p.get("workers", 1),
@@ -89,8 +89,8 @@ def source(params_path, out, metrics, progress):
 @reports_errors
 def split(params_path, index_dir, out):
     """Assign training images to the pixel, box and image subsets."""
-    from .index import load_annotations, load_images
-    from .split import split_ids
+    from pipeline.core.index import load_annotations, load_images
+    from pipeline.split import split_ids
     p = section(load_params(params_path), "split", params_path)
     images = load_images(f"{index_dir}/images.json")
     _, ann = load_annotations(f"{index_dir}/annotations.json")
@@ -115,8 +115,8 @@ def split(params_path, index_dir, out):
 @reports_errors
 def ucm(params_path, images, out, metrics, workers, progress):
     """Compute an ultrametric contour map (ucm2) per training image."""
-    from .cluster import joblib_backend
-    from .ucm_stage import run_ucm
+    from pipeline.core.cluster import joblib_backend
+    from pipeline.ucm.stage import run_ucm
     p = dict(section(load_params(params_path), "ucm", params_path))
     if workers is not None:
         p["workers"] = workers
@@ -138,8 +138,8 @@ def ucm(params_path, images, out, metrics, workers, progress):
 @reports_errors
 def labels(params_path, index_dir, split_path, ucm_dir, out, metrics, workers, progress):
     """Write each training image's target (mask, box soft labels or tags) to label shards."""
-    from .cluster import joblib_backend
-    from .labels_stage import run_labels
+    from pipeline.core.cluster import joblib_backend
+    from pipeline.labels.stage import run_labels
     p = dict(section(load_params(params_path), "labels", params_path))
     if workers is not None:
         p["workers"] = workers
@@ -161,7 +161,7 @@ def labels(params_path, index_dir, split_path, ucm_dir, out, metrics, workers, p
 @reports_errors
 def quality(params_path, index_dir, split_path, ucm_dir, out, strategies, progress):
     """Score box-derived labels against the true masks of the box subset, per strategy."""
-    from .quality import run_quality
+    from pipeline.labels.quality import run_quality
     params = load_params(params_path)
     q = params.get("quality") or {}
     strategies = list(strategies) or list(q.get("strategies", ["ucm", "raw_box"]))
@@ -183,7 +183,7 @@ def quality(params_path, index_dir, split_path, ucm_dir, out, strategies, progre
 @reports_errors
 def inspect(shard, image_id, ucm_dir, out, render):
     """Print a label shard's summary and render Fig. 4 / Fig. 5 views as PNGs."""
-    from .inspection import render_image, shard_summary
+    from pipeline.labels.inspect import render_image, shard_summary
     click.echo(shard_summary(shard))
     if render:
         for path in render_image(shard, image_id, ucm_dir, out):
@@ -199,7 +199,7 @@ def verify(paths, decode, strict):
 
     Prints every problem as `<file>: <item>: <reason>` and exits with status 1 if any.
     """
-    from .verify import verify as run_verify
+    from pipeline.core.verify import verify as run_verify
     report = run_verify(paths, decode_images=decode)
     for p in report.problems:
         click.echo(str(p))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .errors import InputError
+from pipeline.core.errors import InputError
 
 SUBSETS = ("pixel", "box", "image")
 

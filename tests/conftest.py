@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.synthetic import generate
+from pipeline.sources.synthetic import generate
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.fileio import write_palette_png
+from pipeline.core.fileio import write_palette_png
 
 VOC = Path("data/raw/synthetic/VOCdevkit/VOC2012")
 
@@ -135,8 +135,8 @@ def test_duplicate_ids(project):
 
 
 def test_duplicate_ids_in_any_source_are_refused_by_the_index(tmp_path):
-    from pipeline.errors import InputError
-    from pipeline.index import Dataset, Item, write_index
+    from pipeline.core.errors import InputError
+    from pipeline.core.index import Dataset, Item, write_index
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.jpg")
     ds = Dataset(["background", "x"], [Item("a", str(tmp_path / "a.png")), Item("a", str(tmp_path / "a.jpg"))])

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.boxlabels import box_scale_masks, box_soft_labels
-from pipeline.shards import bit_count, decode_bitsets
+from pipeline.labels.boxlabels import box_scale_masks, box_soft_labels
+from pipeline.core.shards import bit_count, decode_bitsets
 
 
 def ucm_from_regions(regions: np.ndarray, strength) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The ucm and labels stages on a Dask cluster (joblib's dask backend, pipeline/cluster.py).
+"""The ucm and labels stages on a Dask cluster (joblib's dask backend, pipeline/core/cluster.py).
 
 A ``dask.distributed.LocalCluster`` of two worker *processes* on loopback stands in
 for a cluster: tasks and their arguments are pickled to other processes, which
@@ -18,13 +18,13 @@ from click.testing import CliRunner
 pytest.importorskip("distributed")
 
 from pipeline.cli import main  # noqa: E402
-from pipeline.cluster import ENV, joblib_backend, scheduler_from_env  # noqa: E402
-from pipeline.index import write_index  # noqa: E402
-from pipeline.labels_stage import run_labels  # noqa: E402
+from pipeline.core.cluster import ENV, joblib_backend, scheduler_from_env  # noqa: E402
+from pipeline.core.index import write_index  # noqa: E402
+from pipeline.labels.stage import run_labels  # noqa: E402
 from pipeline.sources import load_source  # noqa: E402
 from pipeline.split import split_ids  # noqa: E402
-from pipeline.synthetic import generate  # noqa: E402
-from pipeline.ucm_stage import run_ucm  # noqa: E402
+from pipeline.sources.synthetic import generate  # noqa: E402
+from pipeline.ucm.stage import run_ucm  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -21,12 +21,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline import fileio
+from pipeline.core import fileio
 from pipeline.cli import main
-from pipeline.fileio import atomic_path, remove_stale_temps
-from pipeline.shards import ShardReader, UcmReader
-from pipeline.synthetic import generate
-from pipeline.verify import verify
+from pipeline.core.fileio import atomic_path, remove_stale_temps
+from pipeline.core.shards import ShardReader, UcmReader
+from pipeline.sources.synthetic import generate
+from pipeline.core.verify import verify
 
 SEED = 20240611
 KILLS = 2  # per stage

@@ -9,7 +9,7 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
-from pipeline.shards import ShardReader, bitset_dtype, write_label_shard  # noqa: E402
+from pipeline.core.shards import ShardReader, bitset_dtype, write_label_shard  # noqa: E402
 from train.data import (MEAN, STD, VARIANTS, MixedBatchSampler, ShardDataset, SubsetBatchSampler,  # noqa: E402
                         collate, make_loader, normalize, variant_items)
 

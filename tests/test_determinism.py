@@ -15,8 +15,8 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.shards import bitset_dtype, write_label_shard
-from pipeline.synthetic import generate
+from pipeline.core.shards import bitset_dtype, write_label_shard
+from pipeline.sources.synthetic import generate
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_changing_a_param_changes_the_bytes(project):
 
 WRITE_SHARD = """
 import sys, numpy as np
-from pipeline.shards import bitset_dtype, write_label_shard
+from pipeline.core.shards import bitset_dtype, write_label_shard
 sys.path.insert(0, {tests!r})
 from test_determinism import shard_records
 junk = [np.random.default_rng(k).integers(0, 2**32, 1 << 16, dtype=np.uint64).copy() for k in range(4)]

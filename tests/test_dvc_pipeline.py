@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.shards import ShardReader, UcmReader
-from pipeline.vocxml import read_voc_xml
+from pipeline.core.shards import ShardReader, UcmReader
+from pipeline.sources.vocxml import read_voc_xml
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,13 +13,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.errors import InputError
-from pipeline.index import write_index
-from pipeline.labels_stage import run_labels
+from pipeline.core.errors import InputError
+from pipeline.core.index import write_index
+from pipeline.labels.stage import run_labels
 from pipeline.sources import load_source
 from pipeline.split import split_ids
-from pipeline.synthetic import generate
-from pipeline.ucm_stage import run_ucm
+from pipeline.sources.synthetic import generate
+from pipeline.ucm.stage import run_ucm
 
 TINY = {"arch": "small", "batch_size": 4, "crop": [32, 48], "scale": [0.8, 1.2], "epochs": 2,
         "checkpoint_every": 2, "lr": 0.01, "seed": 3, "threads": 1}

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.boxlabels import box_soft_labels
-from pipeline.shards import (BOX_DTYPE, ShardReader, UcmReader, bitset_dtype, encode_tags, write_label_shard,
+from pipeline.labels.boxlabels import box_soft_labels
+from pipeline.core.shards import (BOX_DTYPE, ShardReader, UcmReader, bitset_dtype, encode_tags, write_label_shard,
                              write_ucm_shard)
-from pipeline.ucm import ucm2 as compute_ucm2
-from pipeline.verify import verify
+from pipeline.ucm.algorithm import ucm2 as compute_ucm2
+from pipeline.core.verify import verify
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.shards import decode_bitsets
+from pipeline.core.shards import decode_bitsets
 from train.losses import bitset_loss, decode_bits, image_loss, mixseg_loss
 
 LN2, LN3, LN5 = math.log(2), math.log(3), math.log(5)

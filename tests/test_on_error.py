@@ -2,7 +2,7 @@
 listed with its reason in the stage's output folder (written with the shards, atomically)
 and counted in the stage summary; the default `fail` stops with the file and the reason.
 
-The labels-stage tests need the `labels.on_error` patch of pipeline/labels_stage.py."""
+The labels-stage tests need the `labels.on_error` patch of pipeline/labels/stage.py."""
 
 import json
 from pathlib import Path
@@ -13,9 +13,9 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.fileio import write_palette_png
-from pipeline.shards import ShardReader, UcmReader
-from pipeline.verify import verify
+from pipeline.core.fileio import write_palette_png
+from pipeline.core.shards import ShardReader, UcmReader
+from pipeline.core.verify import verify
 
 VOC = Path("data/raw/synthetic/VOCdevkit/VOC2012")
 

@@ -22,11 +22,11 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
 from pipeline.cli import main
-from pipeline.shards import ShardReader
-from pipeline.siftflow import CATEGORY_FOLDER, SIFTFLOW_CLASSES
-from pipeline.vocxml import write_voc_xml
+from pipeline.core.shards import ShardReader
+from pipeline.sources.siftflow import CATEGORY_FOLDER, SIFTFLOW_CLASSES
+from pipeline.sources.vocxml import write_voc_xml
 from tests.test_sources import save_sbd_cls, save_sbd_inst, write_lines
-from pipeline.fileio import write_palette_png
+from pipeline.core.fileio import write_palette_png
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -89,7 +89,7 @@ def make_voc_sbd(root: Path, seed: int = 0) -> Path:
     Annotations XML for VOC images; SBD cls/inst .mat for the SBD ones; lists that overlap
     like the real ones (a VOC val image in SBD train is left out of train_aug).
     train_aug: 15 images, val: 2."""
-    from pipeline.voc import VOC_CLASSES
+    from pipeline.sources.voc import VOC_CLASSES
     rng = np.random.default_rng(seed)
     voc = root / "VOCdevkit" / "VOC2012"
     bench = root / "benchmark_RELEASE" / "dataset"

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.errors import InputError
-from pipeline.shards import (BOX_DTYPE, ShardReader, UcmReader, bit_count, bitset_dtype, bitsets_to_class_map,
+from pipeline.core.errors import InputError
+from pipeline.core.shards import (BOX_DTYPE, ShardReader, UcmReader, bit_count, bitset_dtype, bitsets_to_class_map,
                              decode_bitsets, encode_class_map, encode_tags, write_label_shard, write_ucm_shard)
 
 

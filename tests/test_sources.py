@@ -1,6 +1,6 @@
 """Dataset readers on tiny fixtures written in the real on-disk formats.
 
-VOC: palette PNGs, VOC XML (written by pipeline.vocxml and by hand), SBD .mat structs
+VOC: palette PNGs, VOC XML (written by pipeline.sources.vocxml and by hand), SBD .mat structs
 (GTcls.Segmentation, GTinst.Segmentation + Categories) written by scipy.io.savemat.
 SIFT Flow: the Images/SemanticLabels folder layout with S in .mat files and TestSet1.txt.
 Boxes: COCO JSON and folders of VOC XML.  CamVid: SegNet folder layout with grey PNGs.
@@ -17,15 +17,15 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
-from pipeline.boxes import coco_box, load_boxes
-from pipeline.camvid import load_camvid
-from pipeline.errors import InputError
-from pipeline.fileio import read_json, write_palette_png
-from pipeline.index import read_mask, write_index
-from pipeline.siftflow import CATEGORY_FOLDER, SIFTFLOW_CLASSES, load_siftflow
+from pipeline.sources.boxfiles import coco_box, load_boxes
+from pipeline.sources.camvid import load_camvid
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import read_json, write_palette_png
+from pipeline.core.index import read_mask, write_index
+from pipeline.sources.siftflow import CATEGORY_FOLDER, SIFTFLOW_CLASSES, load_siftflow
 from pipeline.sources import load_source
-from pipeline.voc import VOC_CLASSES, load_voc, sbd_instance_boxes
-from pipeline.vocxml import write_voc_xml
+from pipeline.sources.voc import VOC_CLASSES, load_voc, sbd_instance_boxes
+from pipeline.sources.vocxml import write_voc_xml
 
 H, W = 24, 32
 A, B, C, D, E = "2007_000001", "2007_000002", "2007_000003", "2008_000010", "2008_000011"

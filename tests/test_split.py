@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.split import counts_from_ratio, split_ids
 
 IDS = [f"{i:06d}" for i in range(10582)]

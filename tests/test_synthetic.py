@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import synthetic
-from pipeline.fileio import read_label_png, voc_palette
-from pipeline.vocxml import read_voc_xml
+from pipeline.sources import synthetic
+from pipeline.core.fileio import read_label_png, voc_palette
+from pipeline.sources.vocxml import read_voc_xml
 
 H, W, C, SEED = 48, 64, 12, 3
 N_TRAIN, N_VAL = 10, 4

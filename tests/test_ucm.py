@@ -1,4 +1,4 @@
-"""Tests of pipeline.ucm: boundary map, watershed + mean-boundary merging, higra baseline, import."""
+"""Tests of pipeline.ucm.algorithm: boundary map, watershed + mean-boundary merging, higra baseline, import."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from hypothesis.extra.numpy import arrays
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pipeline import ucm
-from pipeline.errors import InputError
+from pipeline.ucm import algorithm as ucm
+from pipeline.ucm.external import load_external_ucm2
+from pipeline.core.errors import InputError
 
 # ----------------------------------------------------------------------------------
 # helpers
@@ -387,17 +388,17 @@ def ext():
 def test_load_external_round_trips(tmp_path, ext):
     H, W, u = ext
     scipy.io.savemat(tmp_path / "a.mat", {"ucm2": u.astype(np.float64)})
-    np.testing.assert_allclose(ucm.load_external_ucm2(tmp_path / "a.mat", H, W), u, atol=1e-7)
+    np.testing.assert_allclose(load_external_ucm2(tmp_path / "a.mat", H, W), u, atol=1e-7)
     scipy.io.savemat(tmp_path / "b.mat", {"ucm": u.astype(np.float64), "other": np.zeros(3)})
-    np.testing.assert_allclose(ucm.load_external_ucm2(tmp_path / "b.mat", H, W), u, atol=1e-7)
+    np.testing.assert_allclose(load_external_ucm2(tmp_path / "b.mat", H, W), u, atol=1e-7)
     np.save(tmp_path / "c.npy", u)
-    got = ucm.load_external_ucm2(tmp_path / "c.npy", H, W)
+    got = load_external_ucm2(tmp_path / "c.npy", H, W)
     assert got.dtype == np.float32 and got.shape == (2 * H + 1, 2 * W + 1)
     np.testing.assert_array_equal(got, u)
     cv2.imwrite(str(tmp_path / "d8.png"), np.rint(u * 255).astype(np.uint8))
-    np.testing.assert_allclose(ucm.load_external_ucm2(tmp_path / "d8.png", H, W), u, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(load_external_ucm2(tmp_path / "d8.png", H, W), u, atol=0.5 / 255 + 1e-6)
     cv2.imwrite(str(tmp_path / "d16.png"), np.rint(u * 65535).astype(np.uint16))
-    np.testing.assert_allclose(ucm.load_external_ucm2(tmp_path / "d16.png", H, W), u, atol=0.5 / 65535 + 1e-6)
+    np.testing.assert_allclose(load_external_ucm2(tmp_path / "d16.png", H, W), u, atol=0.5 / 65535 + 1e-6)
 
 
 def test_load_external_reads_matlab_v73(tmp_path, ext):
@@ -410,18 +411,18 @@ def test_load_external_reads_matlab_v73(tmp_path, ext):
     header = b"MATLAB 7.3 MAT-file".ljust(124, b" ") + b"\x00\x02IM"
     with open(path, "r+b") as f:
         f.write(header)
-    np.testing.assert_allclose(ucm.load_external_ucm2(path, H, W), u, atol=1e-7)
+    np.testing.assert_allclose(load_external_ucm2(path, H, W), u, atol=1e-7)
 
 
 def test_load_external_rejects_wrong_shape(tmp_path, ext):
     H, W, u = ext
     np.save(tmp_path / "small.npy", u[:-2])
     with pytest.raises(InputError) as err:
-        ucm.load_external_ucm2(tmp_path / "small.npy", H, W)
+        load_external_ucm2(tmp_path / "small.npy", H, W)
     assert "small.npy" in str(err.value) and "expected (2H+1)x(2W+1)=13x19" in str(err.value)
     scipy.io.savemat(tmp_path / "img.mat", {"ucm": u[1::2, 1::2]})  # image-size, not doubled
     with pytest.raises(InputError, match="img.mat"):
-        ucm.load_external_ucm2(tmp_path / "img.mat", H, W)
+        load_external_ucm2(tmp_path / "img.mat", H, W)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -431,26 +432,26 @@ def test_load_external_rejects_nan_inf(tmp_path, ext, bad):
     u[3, 4] = bad
     np.save(tmp_path / "bad.npy", u)
     with pytest.raises(InputError, match=r"bad\.npy.*NaN/inf"):
-        ucm.load_external_ucm2(tmp_path / "bad.npy", H, W)
+        load_external_ucm2(tmp_path / "bad.npy", H, W)
     scipy.io.savemat(tmp_path / "bad.mat", {"ucm2": u})
     with pytest.raises(InputError, match=r"bad\.mat.*NaN/inf"):
-        ucm.load_external_ucm2(tmp_path / "bad.mat", H, W)
+        load_external_ucm2(tmp_path / "bad.mat", H, W)
 
 
 def test_load_external_rejects_out_of_range_and_unreadable(tmp_path, ext):
     H, W, u = ext
     np.save(tmp_path / "big.npy", u * 3)
     with pytest.raises(InputError, match=r"big\.npy.*\[0, 1\]"):
-        ucm.load_external_ucm2(tmp_path / "big.npy", H, W)
+        load_external_ucm2(tmp_path / "big.npy", H, W)
     for name in ("junk.mat", "junk.npy", "junk.png"):
         (tmp_path / name).write_bytes(b"not a ucm at all")
         with pytest.raises(InputError, match=name.replace(".", r"\.")):
-            ucm.load_external_ucm2(tmp_path / name, H, W)
+            load_external_ucm2(tmp_path / name, H, W)
     scipy.io.savemat(tmp_path / "novar.mat", {"seg": u})
     with pytest.raises(InputError, match="no variable 'ucm2'"):
-        ucm.load_external_ucm2(tmp_path / "novar.mat", H, W)
+        load_external_ucm2(tmp_path / "novar.mat", H, W)
     with pytest.raises(InputError, match="not found"):
-        ucm.load_external_ucm2(tmp_path / "missing.npy", H, W)
+        load_external_ucm2(tmp_path / "missing.npy", H, W)
     (tmp_path / "x.txt").write_text("0.5")
     with pytest.raises(InputError, match="unsupported"):
-        ucm.load_external_ucm2(tmp_path / "x.txt", H, W)
+        load_external_ucm2(tmp_path / "x.txt", H, W)

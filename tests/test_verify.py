@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.errors import InputError
-from pipeline.shards import (BOX_DTYPE, FORMAT_VERSION, ShardReader, UcmReader, bitset_dtype, write_label_shard,
+from pipeline.core.errors import InputError
+from pipeline.core.shards import (BOX_DTYPE, FORMAT_VERSION, ShardReader, UcmReader, bitset_dtype, write_label_shard,
                              write_ucm_shard)
-from pipeline.verify import verify
+from pipeline.core.verify import verify
 
 CLASSES = ["background", "cat", "dog", "cow", "bird"]
 

@@ -11,8 +11,8 @@ import click
 
 def register(main: click.Group) -> None:
     from pipeline.cli import PARAMS_OPTION, reports_errors
-    from pipeline.fileio import write_json
-    from pipeline.params import load_params
+    from pipeline.core.fileio import write_json
+    from pipeline.core.config import load_params
 
     def train_params(path):
         return dict(load_params(path).get("train") or {})
@@ -84,7 +84,7 @@ def register(main: click.Group) -> None:
     def predict_cmd(images, model_path, out_dir):
         """Segment images; write VOC-palette PNGs (one per image) to --out."""
         import torch
-        from pipeline.fileio import read_image, write_palette_png
+        from pipeline.core.fileio import read_image, write_palette_png
         from .data import normalize
         from .fit import load_model
         model, _ = load_model(model_path)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline.shards import KIND_CODE, ShardReader
+from pipeline.core.shards import KIND_CODE, ShardReader
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.shards import ShardReader, bitsets_to_class_map
+from pipeline.core.shards import ShardReader, bitsets_to_class_map
 
 
 def confusion_matrix(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:

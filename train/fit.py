@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline.errors import InputError
-from pipeline.fileio import atomic_path
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import atomic_path
 
 from .data import ShardDataset, make_loader
 from .losses import mixseg_loss

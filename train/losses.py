@@ -2,7 +2,7 @@
 
 Notation: logits ``f`` are (N, C+1, H, W) with channel 0 the background, so there
 are ``C = num_classes - 1`` foreground classes.  Pixel targets are the label
-bitsets of :mod:`pipeline.shards` handed over as int64 (N, H, W): bit c set
+bitsets of :mod:`pipeline.core.shards` handed over as int64 (N, H, W): bit c set
 <=> s_ic = 1; a pixel with no bit is ignored.  With 64 classes bit 63 is the
 sign bit of int64, so such bitsets are negative numbers; every function here
 reads them bit by bit and handles that.
@@ -47,7 +47,7 @@ from torch.autograd.function import once_differentiable
 __all__ = ["decode_bits", "image_loss", "bitset_loss", "mixseg_loss", "KIND_PIXEL", "KIND_BOX", "KIND_IMAGE",
            "REDUCTIONS"]
 
-KIND_PIXEL, KIND_BOX, KIND_IMAGE = 0, 1, 2  # as pipeline.shards.KINDS
+KIND_PIXEL, KIND_BOX, KIND_IMAGE = 0, 1, 2  # as pipeline.core.shards.KINDS
 BRANCHES = ("pixel", "box", "image")
 REDUCTIONS = ("mean", "paper")
 

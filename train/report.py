@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.fileio import atomic_path, voc_palette
-from pipeline.shards import ShardReader, bitsets_to_class_map
+from pipeline.core.fileio import atomic_path, voc_palette
+from pipeline.core.shards import ShardReader, bitsets_to_class_map
 
 VARIANT_LABELS = {"p": "pixel", "p+i": "pixel+image", "p+b": "pixel+box", "p+b+i": "pixel+box+image",
                   "ub": "upper bound (all pixel)"}

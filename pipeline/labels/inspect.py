@@ -8,10 +8,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .boxlabels import STRATEGIES, box_scale_masks
-from .errors import InputError
-from .fileio import voc_palette
-from .shards import KINDS, ShardReader, UcmReader, bit_count, decode_bitsets
+from pipeline.labels.boxlabels import STRATEGIES, box_scale_masks
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import voc_palette
+from pipeline.core.shards import KINDS, ShardReader, UcmReader, bit_count, decode_bitsets
 
 UNCERTAIN_RGB = (255, 255, 255)
 

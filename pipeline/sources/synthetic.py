@@ -46,9 +46,9 @@ from joblib import Parallel, delayed
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from .errors import InputError
-from .fileio import atomic_path, read_image, read_label_png, voc_palette, write_palette_png
-from .vocxml import read_voc_xml, write_voc_xml
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import atomic_path, read_image, read_label_png, voc_palette, write_palette_png
+from pipeline.sources.vocxml import read_voc_xml, write_voc_xml
 
 VOID = 255
 JPEG_QUALITY = 90

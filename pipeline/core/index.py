@@ -27,8 +27,8 @@ import numpy as np
 import scipy.io
 from joblib import Parallel, delayed
 
-from .errors import ErrorPolicy, InputError
-from .fileio import file_md5, read_image, read_label_png, read_json, write_json
+from pipeline.core.errors import ErrorPolicy, InputError
+from pipeline.core.fileio import file_md5, read_image, read_label_png, read_json, write_json
 
 VOID = 255
 MAX_CLASSES = 64  # C + 1, background included: the widest bitset is uint64

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
+from pipeline.core.errors import InputError
 
 
 _TEMP_TAGS = ("tmp", "old")

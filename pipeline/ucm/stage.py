@@ -13,33 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ucm as ucm_mod
-from .errors import ErrorPolicy, InputError
-from .fileio import read_image
-from .index import load_images
-from .parallel import plan_shards, run_sharded
-from .shards import write_ucm_shard
+from pipeline.ucm import algorithm as ucm_mod
+from pipeline.core.errors import ErrorPolicy, InputError
+from pipeline.core.fileio import read_image
+from pipeline.core.index import load_images
+from pipeline.core.parallel import plan_shards, run_sharded
+from pipeline.core.shards import write_ucm_shard
+from pipeline.ucm.external import external_path, load_external_ucm2
 
 METHODS = ("mixseg", "higra", "external")
-EXTERNAL_SUFFIXES = (".mat", ".npy", ".png")
-
-
-def _external_path(folder: Path, image_id: str) -> Path:
-    for suffix in EXTERNAL_SUFFIXES:
-        p = folder / f"{image_id}{suffix}"
-        if p.exists():
-            return p
-    raise InputError(folder / f"{image_id}.mat", f"no external UCM for image {image_id} "
-                     f"(looked for {', '.join(EXTERNAL_SUFFIXES)})")
-
-
 def image_ucm2(record: dict, params: dict) -> np.ndarray:
     """The (2H+1, 2W+1) uint8 UCM of one image record of images.json."""
     method = params.get("method", "mixseg")
     h, w = record["height"], record["width"]
     if method == "external":
         folder = Path(params["external_dir"])
-        u = ucm_mod.load_external_ucm2(_external_path(folder, record["id"]), h, w)
+        u = load_external_ucm2(external_path(folder, record["id"]), h, w)
         return np.round(u * 255).astype(np.uint8)
     image = read_image(record["path"])
     if image.shape[:2] != (h, w):

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage as ndi
 
-from .errors import InputError
-from .fileio import read_label_png
-from .index import VOID, Dataset, Item, MaskRef
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import read_label_png
+from pipeline.core.index import VOID, Dataset, Item, MaskRef
 
 CAMVID_IDS = {"sky": 0, "building": 1, "pole": 2, "road": 3, "pavement": 4, "tree": 5, "signsymbol": 6,
               "fence": 7, "car": 8, "pedestrian": 9, "bicyclist": 10}

@@ -61,9 +61,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import __version__
-from .errors import InputError
-from .fileio import atomic_path, decode_image, read_json
+from pipeline import __version__
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import atomic_path, decode_image, read_json
 
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)  # format 1: no checksums

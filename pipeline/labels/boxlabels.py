@@ -56,7 +56,7 @@ import zlib
 import numba
 import numpy as np
 
-from .shards import bit_count, bitset_dtype, decode_bitsets
+from pipeline.core.shards import bit_count, bitset_dtype, decode_bitsets
 
 #: Box strategies; the index is the ``strategy`` code stored per box in the label shards.
 STRATEGIES = ("ucm", "raw_box", "grabcut", "hard", "external")
@@ -67,7 +67,7 @@ DEFAULT_MARGIN = 0.1
 PAPER_THRESHOLDS = (0.25, 0.5, 0.75)
 PAPER_ALPHA = 0.30
 
-# per-box record written to the shards (see pipeline.shards.BOX_DTYPE)
+# per-box record written to the shards (see pipeline.core.shards.BOX_DTYPE)
 INFO_FIELDS = ("threshold", "fallback", "box_area", "confident_area", "uncertain_area")
 
 
@@ -674,11 +674,11 @@ def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: 
     strategy : str
         ``ucm``: the multi-threshold UCM rule (``rule``); ``raw_box``: the whole box
         is confident; ``grabcut``: cv2.grabCut initialised from the box
-        (:mod:`pipeline.grabcut`, needs ``image``); ``hard``: the ``ucm`` masks, but
+        (:mod:`pipeline.labels.grabcut`, needs ``image``); ``hard``: the ``ucm`` masks, but
         each pixel gets exactly one class -- one of its confident classes drawn at
         random (``seed``), else the class of a box whose uncertain region holds it,
         else background: nothing is ignored; ``external``: masks supplied by the
-        user (``external``, a :class:`pipeline.external_masks.ExternalMasks`).
+        user (``external``, a :class:`pipeline.labels.external.ExternalMasks`).
         ``ucm`` and ``hard`` take the suffixes of :func:`parse_strategy`
         (``ucm_t0.5``: single threshold 1/2).
     thresholds : sequence of float in (0, 1]
@@ -713,7 +713,7 @@ def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: 
     seed : int
         Seed of ``hard``'s draw and of GrabCut's GMM initialisation.
     grabcut_iterations, grabcut_context : int, float
-        See :func:`pipeline.grabcut.grabcut_box_masks`.
+        See :func:`pipeline.labels.grabcut.grabcut_box_masks`.
 
     Returns
     -------
@@ -767,7 +767,7 @@ def box_soft_labels(ucm2: np.ndarray | None, boxes, num_classes: int, strategy: 
         info[:, 3] = area
         return _combine(conf, np.zeros_like(conf)), info
     if base == "grabcut":
-        from .grabcut import grabcut_box_masks
+        from pipeline.labels.grabcut import grabcut_box_masks
         if image is None:
             if len(boxes):
                 raise ValueError("box strategy 'grabcut' needs the image")

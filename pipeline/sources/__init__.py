@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .boxes import class_boxes, load_boxes, read_box_annotations, resolve_path
-from .camvid import load_camvid
-from .errors import InputError
-from .index import Dataset
-from .siftflow import load_siftflow
-from .voc import BOX_MODES, load_voc
+from pipeline.sources.boxfiles import class_boxes, load_boxes, read_box_annotations, resolve_path
+from pipeline.sources.camvid import load_camvid
+from pipeline.core.errors import InputError
+from pipeline.core.index import Dataset
+from pipeline.sources.siftflow import load_siftflow
+from pipeline.sources.voc import BOX_MODES, load_voc
 
 KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid")
 
@@ -31,7 +31,7 @@ def box_override(root, boxes) -> Path | None:
     """The annotation path a ``boxes`` parameter names, or None for a box mode.
 
     A value ending in ``.json`` or naming an existing folder is a path (resolved as
-    in :func:`pipeline.boxes.resolve_path`); ``auto``/``xml``/``instances`` are modes.
+    in :func:`pipeline.sources.boxfiles.resolve_path`); ``auto``/``xml``/``instances`` are modes.
     """
     if boxes in BOX_MODES:
         return None

@@ -3,7 +3,7 @@
 Checks, for every shard file given (or every ``*.h5`` in a folder given):
 
 * **schema** -- the format attributes and every required dataset are present,
-  with the documented dtypes and shapes (``pipeline.shards``);
+  with the documented dtypes and shapes (``pipeline.core.shards``);
 * **shapes** -- label and true masks are (height, width) of their image, UCMs are
   (2H+1, 2W+1), ``box_offsets`` is a consistent (N+1,) index into ``boxes``, ids
   are sorted and unique (also across the shards of a folder), every map belongs
@@ -29,9 +29,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import InputError
-from .fileio import decode_image
-from .shards import (BOX_DTYPE, CHECKSUM_DTYPE, KINDS, READ_VERSIONS, bitset_dtype, map_crc32, meta_crc32)
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import decode_image
+from pipeline.core.shards import (BOX_DTYPE, CHECKSUM_DTYPE, KINDS, READ_VERSIONS, bitset_dtype, map_crc32, meta_crc32)
 
 FORMATS = ("labels", "ucm")
 NO_STRATEGY = 255

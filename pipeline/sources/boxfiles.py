@@ -12,7 +12,7 @@ This is the source for a user's own box dataset.  Under ``root``::
 COCO boxes ``[x, y, w, h]`` (floats, pixel edges) become ``x0 = floor(x)``,
 ``y0 = floor(y)``, ``x1 = ceil(x + w)``, ``y1 = ceil(y + h)``: the smallest pixel box
 covering them, 0-based end-exclusive.  Crowd annotations (``iscrowd``) are skipped.
-VOC XML boxes are 1-based inclusive and converted by :mod:`pipeline.vocxml`.
+VOC XML boxes are 1-based inclusive and converted by :mod:`pipeline.sources.vocxml`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .errors import InputError
-from .fileio import read_json
-from .index import Dataset, Item, MaskRef
-from .voc import read_class_list, read_id_list
-from .vocxml import read_voc_xml
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import read_json
+from pipeline.core.index import Dataset, Item, MaskRef
+from pipeline.sources.voc import read_class_list, read_id_list
+from pipeline.sources.vocxml import read_voc_xml
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff")
 

@@ -23,10 +23,10 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from .errors import InputError
-from .index import load_annotations, load_images, read_mask
-from .labels_stage import check_strategy, label_params, labels_from_inputs, load_split, strategy_inputs, strategy_needs
-from .shards import UcmReader, bit_count, decode_bitsets
+from pipeline.core.errors import InputError
+from pipeline.core.index import load_annotations, load_images, read_mask
+from pipeline.labels.stage import check_strategy, label_params, labels_from_inputs, load_split, strategy_inputs, strategy_needs
+from pipeline.core.shards import UcmReader, bit_count, decode_bitsets
 
 
 def soft_confusion(labels: np.ndarray, truth_map: np.ndarray, num_classes: int) -> np.ndarray:

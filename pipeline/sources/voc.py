@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from .errors import InputError
-from .fileio import read_label_png
-from .index import VOID, Dataset, Item, MaskRef
-from .vocxml import read_voc_xml
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import read_label_png
+from pipeline.core.index import VOID, Dataset, Item, MaskRef
+from pipeline.sources.vocxml import read_voc_xml
 
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
                "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import InputError
+from pipeline.core.errors import InputError
 
 
 def load_params(path="params.yaml") -> dict:

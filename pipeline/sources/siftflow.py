@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path, PureWindowsPath
 
-from .errors import InputError
-from .index import Dataset, Item, MaskRef
+from pipeline.core.errors import InputError
+from pipeline.core.index import Dataset, Item, MaskRef
 
 CATEGORY_FOLDER = "spatial_envelope_256x256_static_8outdoorcategories"
 TEST_LISTS = ("TestSet1.txt", "test.txt")

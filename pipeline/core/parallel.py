@@ -10,8 +10,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from .errors import ErrorPolicy, InputError
-from .fileio import atomic_path, write_json
+from pipeline.core.errors import ErrorPolicy, InputError
+from pipeline.core.fileio import atomic_path, write_json
 
 MIN_SHARDS = 8  # enough tasks to keep 2+ workers busy on small datasets
 
@@ -53,7 +53,7 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
     shard order.  Uses joblib's current backend, so a Dask or Ray backend set
     with ``joblib.parallel_config`` spreads the shards over a cluster.
 
-    With a ``policy`` (:class:`~pipeline.errors.ErrorPolicy`) the task is called
+    With a ``policy`` (:class:`~pipeline.core.errors.ErrorPolicy`) the task is called
     as ``task(ids, path, policy=...)`` with a fresh policy of the same mode; the
     items the tasks skipped are gathered (sorted by id) into ``policy.skipped``
     and written to ``out_dir/skipped.json`` inside the temporary folder, so the

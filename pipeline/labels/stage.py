@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .boxlabels import (DEFAULT_MARGIN, PAPER_ALPHA, PAPER_THRESHOLDS, RULES, STRATEGIES, UCM_STRATEGIES,
+from pipeline.labels.boxlabels import (DEFAULT_MARGIN, PAPER_ALPHA, PAPER_THRESHOLDS, RULES, STRATEGIES, UCM_STRATEGIES,
                         box_soft_labels, parse_strategy)
-from .errors import ErrorPolicy, InputError
-from .external_masks import FORMATS as EXTERNAL_FORMATS
-from .external_masks import load_external_masks
-from .fileio import decode_image, read_image, read_json
-from .grabcut import DEFAULT_CONTEXT, DEFAULT_ITERATIONS
-from .index import load_annotations, load_images, read_mask
-from .parallel import plan_shards, run_sharded
-from .shards import BOX_DTYPE, UcmReader, encode_class_map, write_label_shard
+from pipeline.core.errors import ErrorPolicy, InputError
+from pipeline.labels.external import FORMATS as EXTERNAL_FORMATS
+from pipeline.labels.external import load_external_masks
+from pipeline.core.fileio import decode_image, read_image, read_json
+from pipeline.labels.grabcut import DEFAULT_CONTEXT, DEFAULT_ITERATIONS
+from pipeline.core.index import load_annotations, load_images, read_mask
+from pipeline.core.parallel import plan_shards, run_sharded
+from pipeline.core.shards import BOX_DTYPE, UcmReader, encode_class_map, write_label_shard
 
 NO_STRATEGY = 255  # BOX_DTYPE.strategy of boxes that were not turned into labels
 
@@ -137,7 +137,7 @@ def boxes_to_labels(strategy: str, image: dict, boxes: np.ndarray, num_classes: 
 
 
 def image_record(image: dict, ann: dict, kind: str, classes, params: dict, ucms) -> dict:
-    """Build one shard record (see ``pipeline.shards.write_label_shard``)."""
+    """Build one shard record (see ``pipeline.core.shards.write_label_shard``)."""
     num_classes = len(classes)
     h, w = image["height"], image["width"]
     truth = None

@@ -9,8 +9,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .errors import InputError
-from .fileio import atomic_path
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import atomic_path
 
 
 def read_voc_xml(path) -> dict:

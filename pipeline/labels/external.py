@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .fileio import read_label_png
+from pipeline.core.errors import InputError
+from pipeline.core.fileio import read_label_png
 
 FORMATS = ("class", "instance")
 VOID = 255

@@ -1,6 +1,6 @@
 """Run the ucm and labels stages on a Dask cluster through joblib's dask backend.
 
-The stages shard their work with :func:`pipeline.parallel.run_sharded`, which uses
+The stages shard their work with :func:`pipeline.core.parallel.run_sharded`, which uses
 joblib's *current* backend.  This module switches that backend to Dask when the
 environment variable ``MIXSEG_DASK_SCHEDULER`` is set, so the same ``mixseg ucm`` /
 ``mixseg labels`` commands (and ``dvc repro``) run on a cluster unchanged::
@@ -40,7 +40,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from .errors import InputError
+from pipeline.core.errors import InputError
 
 ENV = "MIXSEG_DASK_SCHEDULER"
 LOCAL = ("", "loky", "local")

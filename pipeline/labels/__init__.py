@@ -1,0 +1,1 @@
+"""Box -> soft labels: strategies, the labels stage, label quality, inspection."""
