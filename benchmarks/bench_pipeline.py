@@ -4,7 +4,7 @@ Sections (all on data generated or indexed into ``--work``; nothing in the repos
 except the ``--out`` JSON):
 
 1. **labels throughput** -- synthetic dataset at 500x375, UCMs computed in memory
-   (``pipeline.ucm.algorithm.ucm2``), then ``pipeline.labels.boxlabels.box_soft_labels`` over every box on one
+   (``pipeline.ucm.algorithm.ucm2``), then ``pipeline.labels.strategies.box_soft_labels`` over every box on one
    pinned core, JIT warmed up first: strategy ``ucm`` with rule ``enclosed`` and ``paper``, and
    ``raw_box``.  Target >= 2000 boxes/s.
 2. **shards** -- the real labels stage (``run_labels``, every image in the box subset) writes
@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline  # noqa: E402
 from pipeline.sources import synthetic
 from pipeline.ucm import algorithm as ucm  # noqa: E402
-from pipeline.labels.boxlabels import box_soft_labels  # noqa: E402
+from pipeline.labels.strategies import box_soft_labels  # noqa: E402
 from pipeline.core.fileio import read_image, write_json  # noqa: E402
 from pipeline.core.index import load_annotations, load_images, write_index  # noqa: E402
 from pipeline.labels.stage import label_params, run_labels  # noqa: E402

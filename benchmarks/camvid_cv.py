@@ -13,7 +13,7 @@ halvings of the image ids:
 
 Because every grid point is scored on both halves, the held-out score of the setting chosen on one
 half is its grid score on the other.  Alpha is varied through the strategy name (``ucm_a0.25``, see
-``pipeline.labels.boxlabels.parse_strategy``) so that one ``score_strategies`` call scores all alphas of a
+``pipeline.labels.strategies.parse_strategy``) so that one ``score_strategies`` call scores all alphas of a
 (span, band) pair from the same UCM and mask reads.  For reference the same grid search is also run on
 all the images (the in-sample figure).
 

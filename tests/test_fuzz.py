@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.labels.boxlabels import box_soft_labels
+from pipeline.labels.strategies import box_soft_labels
 from pipeline.core.shards import (BOX_DTYPE, ShardReader, UcmReader, bitset_dtype, encode_tags, write_label_shard,
                              write_ucm_shard)
 from pipeline.ucm.algorithm import ucm2 as compute_ucm2

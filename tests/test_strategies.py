@@ -10,13 +10,13 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.labels.boxlabels import box_soft_labels, parse_strategy
+from pipeline.labels.strategies import box_soft_labels, parse_strategy
 from pipeline.cli import main
 from pipeline.core.errors import InputError
 from pipeline.labels.external import ExternalMasks, load_external_masks
 from pipeline.labels.stage import label_params
 from pipeline.core.shards import ShardReader, bit_count
-from test_boxlabels import l_shape_scene, nested_squares, ucm_from_regions
+from test_ucm_rules import l_shape_scene, nested_squares, ucm_from_regions
 
 
 # ----------------------------------------------------------------------------- grabcut

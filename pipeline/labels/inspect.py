@@ -8,7 +8,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.labels.boxlabels import STRATEGIES, box_scale_masks
+from pipeline.labels.strategies import STRATEGIES
+from pipeline.labels.ucm_rules import box_scale_masks
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import voc_palette
 from pipeline.core.shards import KINDS, ShardReader, UcmReader, bit_count, decode_bitsets

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.labels.boxlabels import (DEFAULT_MARGIN, PAPER_ALPHA, PAPER_THRESHOLDS, RULES, STRATEGIES, UCM_STRATEGIES,
-                        box_soft_labels, parse_strategy)
+from pipeline.labels.strategies import STRATEGIES, UCM_STRATEGIES, box_soft_labels, parse_strategy
+from pipeline.labels.ucm_rules import DEFAULT_MARGIN, PAPER_ALPHA, PAPER_THRESHOLDS, RULES
 from pipeline.core.errors import ErrorPolicy, InputError
 from pipeline.labels.external import FORMATS as EXTERNAL_FORMATS
 from pipeline.labels.external import load_external_masks

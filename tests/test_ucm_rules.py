@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.labels.boxlabels import box_scale_masks, box_soft_labels
+from pipeline.labels.strategies import box_soft_labels
+from pipeline.labels.ucm_rules import box_scale_masks
 from pipeline.core.shards import bit_count, decode_bitsets
 
 
