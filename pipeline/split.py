@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 
+from pipeline.core.config import SplitConfig, record
 from pipeline.core.errors import InputError
+from pipeline.core.fileio import read_json, write_json
+from pipeline.core.index import load_annotations, load_images
 
 SUBSETS = ("pixel", "box", "image")
 
@@ -34,7 +37,7 @@ def _order_key(seed: int, image_id: str) -> bytes:
     return hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
 
 
-def split_ids(ids, with_mask, ratio=(1, 5, 10), counts: dict | None = None, seed: int = 0,
+def split_ids(ids, with_mask, ratio=None, counts: dict | None = None, seed: int = 0,
               where="params.yaml") -> dict[str, str]:
     """Assign each training id to a subset.
 
@@ -69,8 +72,10 @@ def split_ids(ids, with_mask, ratio=(1, 5, 10), counts: dict | None = None, seed
         if sum(want.values()) > len(ids):
             raise InputError(where, f"split counts {want} add up to {sum(want.values())} but there are only "
                                     f"{len(ids)} training images")
-    else:
+    elif ratio is not None:
         want = counts_from_ratio(len(ids), ratio)
+    else:
+        raise ValueError("split_ids needs ratio or counts")
     order = sorted(ids, key=lambda i: _order_key(seed, i))
     masked = [i for i in order if i in with_mask]
     if want["pixel"] > len(masked):
@@ -83,3 +88,29 @@ def split_ids(ids, with_mask, ratio=(1, 5, 10), counts: dict | None = None, seed
     for i in rest[want["box"]: want["box"] + want["image"]]:
         assignment[i] = "image"
     return assignment
+
+
+def run_split(images_json, annotations_json, out, cfg: SplitConfig) -> dict[str, int]:
+    """The split stage: write ``out`` (``data/split.json``) for the index's training images.
+
+    The file is ``{"format": "mixseg-split", "version": 1, "seed", "counts",
+    "assignment": {id: "pixel" | "box" | "image"}}``; returns the counts.
+    """
+    images = load_images(images_json)
+    _, ann = load_annotations(annotations_json)
+    train = [r["id"] for r in images if r["split"] == "train"]
+    with_mask = {i for i in train if ann[i]["mask"] is not None}
+    counts = None if cfg.counts is None else record(cfg.counts)
+    assignment = split_ids(train, with_mask, ratio=cfg.ratio, counts=counts, seed=cfg.seed)
+    counts = {k: sum(v == k for v in assignment.values()) for k in SUBSETS}
+    write_json(out, {"format": "mixseg-split", "version": 1, "seed": cfg.seed, "counts": counts,
+                     "assignment": dict(sorted(assignment.items()))})
+    return counts
+
+
+def load_split(path) -> dict[str, str]:
+    """``{id: subset}`` from a split file written by :func:`run_split`."""
+    doc = read_json(path)
+    if doc.get("format") != "mixseg-split":
+        raise InputError(path, "not a mixseg split file (run `mixseg split`)")
+    return doc["assignment"]

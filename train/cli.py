@@ -1,5 +1,8 @@
-"""Training commands, added to ``mixseg`` when the train package is installed:
-``train``, ``evaluate``, ``report`` and ``predict``."""
+"""The training commands of ``mixseg``: ``train``, ``evaluate``, ``report`` and ``predict``.
+
+``pipeline/cli.py`` adds them to the ``mixseg`` group; torch is imported only when one
+of them runs.
+"""
 
 from __future__ import annotations
 
@@ -8,89 +11,99 @@ from pathlib import Path
 
 import click
 
+from pipeline.core.commands import PARAMS_OPTION, PROGRESS_OPTION, config, reports_errors
+from pipeline.core.config import VARIANTS
+from pipeline.core.fileio import write_json
 
-def register(main: click.Group) -> None:
-    from pipeline.cli import PARAMS_OPTION, reports_errors
-    from pipeline.core.fileio import write_json
-    from pipeline.core.config import load_params
+VARIANT_OPTION = click.option("--variant", required=True, type=click.Choice(VARIANTS),
+                              help="Which supervision to train on (the paper's Table 2 rows).")
+LABELS_OPTION = click.option("--labels", "labels_dir", default="data/labels", show_default=True,
+                             help="Folder of the labels stage's shards.")
+MODELS_OPTION = click.option("--models", "models_dir", default="models", show_default=True,
+                             help="Folder holding one <variant>/model.pt per variant.")
 
-    def train_params(path):
-        return dict(load_params(path).get("train") or {})
 
-    @main.command("train")
-    @PARAMS_OPTION
-    @click.option("--variant", required=True, help="p, p+i, p+b, p+b+i or ub.")
-    @click.option("--labels", "labels_dir", default="data/labels", show_default=True)
-    @click.option("--out", "models_dir", default="models", show_default=True)
-    @click.option("--progress/--no-progress", default=True)
-    @reports_errors
-    def train_cmd(params_path, variant, labels_dir, models_dir, progress):
-        """Train one variant on the label shards (resumes from its checkpoint)."""
-        from .fit import train
-        summary = train(train_params(params_path), labels_dir, Path(models_dir) / variant, variant,
-                        progress=progress, log=lambda m: click.echo(m, err=True))
-        summary.pop("losses")
-        click.echo(json.dumps(summary))
+@click.command("train")
+@PARAMS_OPTION
+@VARIANT_OPTION
+@LABELS_OPTION
+@click.option("--out", "models_dir", default="models", show_default=True,
+              help="Folder for <variant>/model.pt, its checkpoint and its dvclive logs.")
+@PROGRESS_OPTION
+@reports_errors
+def train_cmd(params_path, variant, labels_dir, models_dir, progress):
+    """Train one variant on the label shards (resumes from its checkpoint)."""
+    from .fit import train
+    summary = train(config(params_path).train, labels_dir, Path(models_dir) / variant, variant,
+                    progress=progress, log=lambda m: click.echo(m, err=True))
+    summary.pop("losses")
+    click.echo(json.dumps(summary))
 
-    @main.command("evaluate")
-    @PARAMS_OPTION
-    @click.option("--variant", required=True)
-    @click.option("--labels", "labels_dir", default="data/labels", show_default=True)
-    @click.option("--models", "models_dir", default="models", show_default=True)
-    @click.option("--out", "metrics_dir", default="metrics/eval", show_default=True)
-    @click.option("--progress/--no-progress", default=True)
-    @reports_errors
-    def evaluate_cmd(params_path, variant, labels_dir, models_dir, metrics_dir, progress):
-        """pAcc, mAcc, mIU, fwIU and per-class IoU of a trained variant on the validation shards."""
-        from .evaluate import evaluate_model
-        from .fit import load_model
-        model, meta = load_model(Path(models_dir) / variant / "model.pt")
-        metrics, _ = evaluate_model(model, labels_dir, progress=progress)
-        metrics.update(variant=variant, arch=meta["arch"], train_images=meta["images"])
-        write_json(Path(metrics_dir) / f"{variant}.json", metrics)
-        click.echo(f"{variant}: pAcc {metrics['pAcc']:.2f}  mAcc {metrics['mAcc']:.2f}  "
-                   f"mIU {metrics['mIU']:.2f}  fwIU {metrics['fwIU']:.2f}")
 
-    @main.command("report")
-    @PARAMS_OPTION
-    @click.option("--metrics", "metrics_dir", default="metrics/eval", show_default=True)
-    @click.option("--models", "models_dir", default="models", show_default=True)
-    @click.option("--labels", "labels_dir", default="data/labels", show_default=True)
-    @click.option("--out", "out_dir", default="report", show_default=True)
-    @reports_errors
-    def report_cmd(params_path, metrics_dir, models_dir, labels_dir, out_dir):
-        """The results table (markdown), Fig. 6 bar chart and Fig. 7 prediction grid."""
-        from .fit import load_model
-        from .report import fig6, fig7, load_results, results_table
-        params = load_params(params_path)
-        tp = params.get("train") or {}
-        variants = list(tp.get("variants", ["p", "p+i", "p+b", "p+b+i", "ub"]))
-        results = load_results(metrics_dir, variants)
-        ratio = ":".join(str(r) for r in (params.get("split") or {}).get("ratio", []))
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        table = results_table(results, tp.get("arch", "small"), f"Method (p:b:i={ratio})")
-        (out / "results.md").write_text(table)
-        fig6(results, out / "fig6.png")
-        models = {v: load_model(Path(models_dir) / v / "model.pt")[0] for v in results}
-        fig7(models, labels_dir, out / "fig7.png")
-        click.echo(table)
+@click.command("evaluate")
+@PARAMS_OPTION
+@VARIANT_OPTION
+@LABELS_OPTION
+@MODELS_OPTION
+@click.option("--out", "metrics_dir", default="metrics/eval", show_default=True,
+              help="Folder for <variant>.json (a DVC metric).")
+@PROGRESS_OPTION
+@reports_errors
+def evaluate_cmd(params_path, variant, labels_dir, models_dir, metrics_dir, progress):
+    """pAcc, mAcc, mIU, fwIU and per-class IoU of a trained variant on the validation shards."""
+    from .evaluate import evaluate_model
+    from .fit import load_model
+    model, meta = load_model(Path(models_dir) / variant / "model.pt")
+    metrics, _ = evaluate_model(model, labels_dir, progress=progress)
+    metrics.update(variant=variant, arch=meta["arch"], train_images=meta["images"])
+    write_json(Path(metrics_dir) / f"{variant}.json", metrics)
+    click.echo(f"{variant}: pAcc {metrics['pAcc']:.2f}  mAcc {metrics['mAcc']:.2f}  "
+               f"mIU {metrics['mIU']:.2f}  fwIU {metrics['fwIU']:.2f}")
 
-    @main.command("predict")
-    @click.argument("images", nargs=-1, required=True, type=click.Path())
-    @click.option("--model", "model_path", required=True, type=click.Path(), help="A trained model.pt.")
-    @click.option("--out", "out_dir", default="predictions", show_default=True)
-    @reports_errors
-    def predict_cmd(images, model_path, out_dir):
-        """Segment images; write VOC-palette PNGs (one per image) to --out."""
-        import torch
-        from pipeline.core.fileio import read_image, write_palette_png
-        from .data import normalize
-        from .fit import load_model
-        model, _ = load_model(model_path)
-        for p in images:
-            with torch.no_grad():
-                pred = model(normalize(read_image(p))[None])[0].argmax(0).numpy()
-            dest = Path(out_dir) / (Path(p).stem + ".png")
-            write_palette_png(dest, pred.astype("uint8"))
-            click.echo(f"wrote {dest}")
+
+@click.command("report")
+@PARAMS_OPTION
+@click.option("--metrics", "metrics_dir", default="metrics/eval", show_default=True,
+              help="Folder of the evaluate stage's <variant>.json files.")
+@MODELS_OPTION
+@LABELS_OPTION
+@click.option("--out", "out_dir", default="report", show_default=True,
+              help="Folder for results.md, fig6.png and fig7.png.")
+@reports_errors
+def report_cmd(params_path, metrics_dir, models_dir, labels_dir, out_dir):
+    """The results table (markdown), Fig. 6 bar chart and Fig. 7 prediction grid."""
+    from .fit import load_model
+    from .report import fig6, fig7, load_results, results_table
+    cfg = config(params_path)
+    results = load_results(metrics_dir, list(cfg.train.variants))
+    ratio = ":".join(str(r) for r in cfg.split.ratio)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = results_table(results, cfg.train.arch, f"Method (p:b:i={ratio})")
+    (out / "results.md").write_text(table)
+    fig6(results, out / "fig6.png")
+    models = {v: load_model(Path(models_dir) / v / "model.pt")[0] for v in results}
+    fig7(models, labels_dir, out / "fig7.png")
+    click.echo(table)
+
+
+@click.command("predict")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--model", "model_path", required=True, type=click.Path(), help="A trained model.pt.")
+@click.option("--out", "out_dir", default="predictions", show_default=True,
+              help="Folder for one VOC-palette PNG per image.")
+@reports_errors
+def predict_cmd(images, model_path, out_dir):
+    """Segment images; write VOC-palette PNGs (one per image) to --out."""
+    from pipeline.core.fileio import read_image, write_palette_png
+    from .evaluate import predict_class_map
+    from .fit import load_model
+    model, _ = load_model(model_path)
+    for p in images:
+        pred = predict_class_map(model, read_image(p))
+        dest = Path(out_dir) / (Path(p).stem + ".png")
+        write_palette_png(dest, pred.astype("uint8"))
+        click.echo(f"wrote {dest}")
+
+
+COMMANDS = (train_cmd, evaluate_cmd, report_cmd, predict_cmd)

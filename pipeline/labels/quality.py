@@ -23,10 +23,12 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.core.config import BoxStrategy, LabelsConfig, QualityConfig
 from pipeline.core.errors import InputError
 from pipeline.core.index import load_annotations, load_images, read_mask
-from pipeline.labels.stage import check_strategy, label_params, labels_from_inputs, load_split, strategy_inputs, strategy_needs
 from pipeline.core.shards import UcmReader, bit_count, decode_bitsets
+from pipeline.labels.strategies import box_soft_labels, fetch_inputs
+from pipeline.split import load_split
 
 
 def soft_confusion(labels: np.ndarray, truth_map: np.ndarray, num_classes: int) -> np.ndarray:
@@ -77,22 +79,20 @@ def summarize(conf, fg_stats, box_px, box_labelled, seconds, n_boxes, n_fallback
     }
 
 
-def score_strategies(items, classes, strategies, params: dict, ucms, progress=True) -> dict:
+def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progress=True) -> dict:
     """Score ``strategies`` on ``items`` = [(image record, annotation record)].
 
-    ``params``: the labels section through ``label_params``.  Each strategy's inputs
-    (UCM, decoded image, external masks) are fetched once per image and outside the
-    timer: ``seconds_per_box`` is the time of turning boxes into labels only.
+    Each strategy's inputs (UCM, decoded image, external masks) are fetched once per
+    image and outside the timer: ``seconds_per_box`` is the time of turning boxes into
+    labels only.  Returns ``{strategy name: summary}``.
     """
     n = len(classes)
-    acc = {s: {"conf": np.zeros((n, n)), "fg": np.zeros(3), "box_px": 0, "box_lab": 0, "t": 0.0, "fb": 0}
+    acc = {s.name: {"conf": np.zeros((n, n)), "fg": np.zeros(3), "box_px": 0, "box_lab": 0, "t": 0.0, "fb": 0}
            for s in strategies}
-    needs = {s: strategy_needs(s) for s in strategies}
     n_boxes = 0
     for s in strategies:  # load the JIT-compiled kernels before anything is timed
-        if needs[s] == "ucm":
-            labels_from_inputs(s, np.array([[0, 0, 2, 2, 1]]), n, (4, 4), params,
-                               {"ucm2": np.zeros((9, 9), np.uint8)})
+        if s.needs == "ucm":
+            box_soft_labels(np.array([[0, 0, 2, 2, 1]]), n, s, (4, 4), {"ucm2": np.zeros((9, 9), np.uint8)})
     for image, ann in tqdm(items, desc="quality", unit="img", disable=not progress):
         truth_map = read_mask(ann["mask"])
         boxes = np.asarray(ann["boxes"], np.int64).reshape(-1, 5)
@@ -106,12 +106,12 @@ def score_strategies(items, classes, strategies, params: dict, ucms, progress=Tr
         valid = truth_map < n
         true_fg = valid & (truth_map > 0)
         inputs = {}
-        for need in set(needs.values()):
-            inputs[need] = strategy_inputs(need if len(boxes) else None, image, boxes, params, ucms)
         for s in strategies:
+            if s.needs not in inputs:
+                inputs[s.needs] = fetch_inputs(s, image, len(boxes), ucms)
             t0 = time.perf_counter()
-            labels, info = labels_from_inputs(s, boxes, n, (h, w), params, inputs[needs[s]])
-            a = acc[s]
+            labels, info = box_soft_labels(boxes, n, s, (h, w), inputs[s.needs])
+            a = acc[s.name]
             a["t"] += time.perf_counter() - t0
             a["fb"] += int(info[:, 1].sum())
             a["conf"] += soft_confusion(labels, truth_map, n)
@@ -123,19 +123,17 @@ def score_strategies(items, classes, strategies, params: dict, ucms, progress=Tr
             for s, a in acc.items()}
 
 
-def run_quality(images_json, annotations_json, split_json, ucm_dir, params: dict, strategies,
+def run_quality(images_json, annotations_json, split_json, ucm_dir, labels: LabelsConfig, quality: QualityConfig,
                 progress: bool = True) -> dict:
-    """Label quality of each strategy on the box subset (images with a true mask)."""
-    params = label_params(params)
-    for name in strategies:
-        check_strategy(name, "quality.strategies")
+    """Label quality of each strategy of ``quality.strategies`` (knobs from the labels
+    section) on the box subset (images with a true mask)."""
+    strategies = [labels.box_strategy(name) for name in quality.strategies]
     images = {r["id"]: r for r in load_images(images_json)}
     classes, annotations = load_annotations(annotations_json)
     box_ids = sorted(i for i, k in load_split(split_json).items() if k == "box")
     items = [(images[i], annotations[i]) for i in box_ids if annotations[i]["mask"] is not None]
     if not items:
         raise InputError(split_json, "no box-subset image has a true mask to score against")
-    ucms = UcmReader(ucm_dir) if any(strategy_needs(s) == "ucm" for s in strategies) else {}
-    result = score_strategies(items, classes, list(strategies), params, ucms, progress)
+    ucms = UcmReader(ucm_dir) if any(s.needs == "ucm" for s in strategies) else {}
+    result = score_strategies(items, classes, strategies, ucms, progress)
     return {"images": len(items), **result}
-

@@ -1,6 +1,5 @@
-"""Choose the dataset reader from the ``source`` parameters.
-
-``params`` is the ``source`` section of ``params.yaml``::
+"""Dataset readers, one module per format, and the choice among them by ``source.kind``
+(:class:`pipeline.core.config.SourceConfig`):
 
     kind: synthetic | voc2012 | siftflow | boxes | camvid
     root: data/raw/...            dataset folder
@@ -8,7 +7,7 @@
                                   any kind: a COCO .json file or a folder of VOC XML
                                   files whose boxes replace the dataset's own
                                   (for kind "boxes": the annotation path, required)
-    voc2012: {sbd: true}
+    voc2012: {sbd}                                            kind "voc2012"
     boxes_source: {images, masks, tags, classes, val_list}    kind "boxes"
     camvid: {things, min_area, train_dirs, val_dirs}          kind "camvid"
 """
@@ -19,13 +18,11 @@ from pathlib import Path
 
 from pipeline.sources.boxfiles import class_boxes, load_boxes, read_box_annotations, resolve_path
 from pipeline.sources.camvid import load_camvid
+from pipeline.core.config import SourceConfig, record
 from pipeline.core.errors import InputError
 from pipeline.core.index import Dataset
 from pipeline.sources.siftflow import load_siftflow
 from pipeline.sources.voc import BOX_MODES, load_voc
-
-KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid")
-
 
 def box_override(root, boxes) -> Path | None:
     """The annotation path a ``boxes`` parameter names, or None for a box mode.
@@ -69,52 +66,32 @@ def attach_boxes(dataset: Dataset, path) -> Dataset:
     return dataset
 
 
-def load_source(params: dict) -> Dataset:
-    """Build the :class:`Dataset` that ``params["kind"]`` names from ``params["root"]``.
+def load_source(params: SourceConfig) -> Dataset:
+    """Build the :class:`Dataset` that ``params.kind`` names from ``params.root``.
 
     Raises
     ------
     InputError
-        ``params.yaml`` for an unknown kind or bad parameter; the reader's errors
-        otherwise.
+        ``params.yaml`` for a bad combination of parameters; the reader's errors otherwise.
     """
-    kind = params.get("kind")
-    if kind not in KINDS:
-        raise InputError("params.yaml", f"unknown source kind {kind!r} (expected one of {', '.join(KINDS)})")
-    if not params.get("root"):
-        raise InputError("params.yaml", f"source.root is required for kind {kind!r}")
-    root = Path(params["root"])
-    boxes = params.get("boxes", "auto")
-
-    if kind == "boxes":
-        if not boxes or boxes in BOX_MODES:
+    root, boxes = Path(params.root), params.boxes
+    if params.kind == "boxes":
+        if boxes in BOX_MODES:
             raise InputError("params.yaml", "source.boxes must name a COCO .json file or a folder of VOC XML "
                              f"files for kind 'boxes', not {boxes!r}")
-        return load_boxes(root, boxes, **_options(params, "boxes_source",
-                                                  ("images", "masks", "tags", "classes", "val_list")))
-
+        return load_boxes(root, boxes, **record(params.boxes_source))
     override = box_override(root, boxes)
-    if kind in ("synthetic", "voc2012"):
-        sbd = kind == "voc2012" and bool(_options(params, "voc2012", ("sbd",)).get("sbd", True))
+    if params.kind in ("synthetic", "voc2012"):
+        sbd = params.kind == "voc2012" and params.voc2012.sbd
         dataset = load_voc(root, boxes=None if override is not None else boxes, sbd=sbd)
     else:
         if override is None and boxes != "auto":
             raise InputError("params.yaml", f"source.boxes {boxes!r} applies to VOC-layout sources only; "
-                             f"for kind {kind!r} use 'auto' or a COCO .json file / VOC XML folder")
-        if kind == "siftflow":
+                             f"for kind {params.kind!r} use 'auto' or a COCO .json file / VOC XML folder")
+        if params.kind == "siftflow":
             dataset = load_siftflow(root)
         else:
-            dataset = load_camvid(root, **_options(params, "camvid",
-                                                   ("things", "min_area", "train_dirs", "val_dirs")))
+            c = params.camvid
+            dataset = load_camvid(root, things=list(c.things), min_area=c.min_area, train_dirs=list(c.train_dirs),
+                                  val_dirs=list(c.val_dirs))
     return attach_boxes(dataset, override) if override is not None else dataset
-
-
-def _options(params: dict, section: str, allowed) -> dict:
-    options = params.get(section) or {}
-    if not isinstance(options, dict):
-        raise InputError("params.yaml", f"source.{section} must be a mapping")
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise InputError("params.yaml", f"unknown key(s) {unknown} in source.{section} "
-                         f"(allowed: {', '.join(allowed)})")
-    return dict(options)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.ucm import algorithm as ucm_mod
+from pipeline.core.config import UcmConfig, record
 from pipeline.core.errors import ErrorPolicy, InputError
 from pipeline.core.fileio import read_image
 from pipeline.core.index import load_images
@@ -21,26 +22,21 @@ from pipeline.core.parallel import plan_shards, run_sharded
 from pipeline.core.shards import write_ucm_shard
 from pipeline.ucm.external import external_path, load_external_ucm2
 
-METHODS = ("mixseg", "higra", "external")
-def image_ucm2(record: dict, params: dict) -> np.ndarray:
+
+def image_ucm2(image: dict, params: UcmConfig) -> np.ndarray:
     """The (2H+1, 2W+1) uint8 UCM of one image record of images.json."""
-    method = params.get("method", "mixseg")
-    h, w = record["height"], record["width"]
-    if method == "external":
-        folder = Path(params["external_dir"])
-        u = load_external_ucm2(external_path(folder, record["id"]), h, w)
+    h, w = image["height"], image["width"]
+    if params.method == "external":
+        u = load_external_ucm2(external_path(Path(params.external_dir), image["id"]), h, w)
         return np.round(u * 255).astype(np.uint8)
-    image = read_image(record["path"])
-    if image.shape[:2] != (h, w):
-        raise InputError(record["path"], f"image is {image.shape[1]}x{image.shape[0]}, the index says {w}x{h}; "
-                                         "rerun the source stage")
-    scales = tuple(params.get("scales", (1.0, 2.0, 4.0)))
-    if method == "mixseg":
-        return ucm_mod.ucm2(image, scales=scales)
-    if method == "higra":
-        eh, ev = ucm_mod.boundary_map(image, scales=scales)
-        return np.round(ucm_mod.ucm2_higra(eh, ev, method="area") * 255).astype(np.uint8)
-    raise InputError("params.yaml", f"ucm.method must be one of {METHODS}, not {method!r}")
+    pixels = read_image(image["path"])
+    if pixels.shape[:2] != (h, w):
+        raise InputError(image["path"], f"image is {pixels.shape[1]}x{pixels.shape[0]}, the index says {w}x{h}; "
+                                        "rerun the source stage")
+    if params.method == "mixseg":
+        return ucm_mod.ucm2(pixels, scales=params.scales)
+    eh, ev = ucm_mod.boundary_map(pixels, scales=params.scales)  # higra
+    return np.round(ucm_mod.ucm2_higra(eh, ev, method="area") * 255).astype(np.uint8)
 
 
 def _ucm_shard(ids, path, records, params, policy=None):
@@ -52,11 +48,11 @@ def _ucm_shard(ids, path, records, params, policy=None):
             done.append(i)
         except InputError as e:
             policy.handle(i, e)
-    write_ucm_shard(path, done, ucms, params=params)
+    write_ucm_shard(path, done, ucms, params=record(params))
     return len(done)
 
 
-def run_ucm(images_json, out_dir, params: dict, progress: bool = True) -> dict:
+def run_ucm(images_json, out_dir, params: UcmConfig, progress: bool = True) -> dict:
     """Compute the UCM of every training image and write ``out_dir/ucm-NNNNN.h5``.
 
     ``on_error: skip`` skips an image whose UCM cannot be made (unreadable or
@@ -64,20 +60,15 @@ def run_ucm(images_json, out_dir, params: dict, progress: bool = True) -> dict:
     ``out_dir/skipped.json`` (written with the shards, atomically; ``[]`` when
     none); the default ``fail`` stops at the first one.
     """
-    method = params.get("method", "mixseg")
-    policy = ErrorPolicy(params.get("on_error", "fail"))
-    if method not in METHODS:
-        raise InputError("params.yaml", f"ucm.method must be one of {METHODS}, not {method!r}")
-    if method == "external":
-        ext = params.get("external_dir")
-        if not ext or not Path(ext).is_dir():
-            raise InputError(ext or "params.yaml", "ucm.external_dir must be a folder of ucm2 files")
+    policy = ErrorPolicy(params.on_error)
+    if params.method == "external" and not Path(params.external_dir).is_dir():
+        raise InputError(params.external_dir, "ucm.external_dir must be a folder of ucm2 files")
     records = {r["id"]: r for r in load_images(images_json) if r["split"] == "train"}
     if not records:
         raise InputError(images_json, "no training images")
-    shards = plan_shards(records, params.get("shard_size", 200))
+    shards = plan_shards(records, params.shard_size)
     task = functools.partial(_ucm_shard, records=records, params=params)
-    done = run_sharded(task, shards, out_dir, lambda k: f"ucm-{k:05d}.h5", params.get("workers", 1), "ucm",
+    done = run_sharded(task, shards, out_dir, lambda k: f"ucm-{k:05d}.h5", params.workers, "ucm",
                        progress, policy=policy)
-    return {"images": sum(done), "shards": len(shards), "method": method, "skipped": len(policy.skipped)}
+    return {"images": sum(done), "shards": len(shards), "method": params.method, "skipped": len(policy.skipped)}
 
