@@ -20,6 +20,7 @@ pytest.importorskip("distributed")
 from pipeline.cli import main  # noqa: E402
 from pipeline.core.cluster import ENV, joblib_backend, scheduler_from_env  # noqa: E402
 from pipeline.core.index import write_index  # noqa: E402
+from pipeline.core.config import LabelsConfig, SourceConfig, UcmConfig, record  # noqa: E402
 from pipeline.labels.stage import run_labels  # noqa: E402
 from pipeline.sources import load_source  # noqa: E402
 from pipeline.split import split_ids  # noqa: E402
@@ -28,8 +29,8 @@ from pipeline.ucm.stage import run_ucm  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-UCM = {"method": "mixseg", "scales": [1.0, 2.0, 4.0], "shard_size": 3, "workers": 1}
-LABELS = {"strategy": "ucm", "rule": "enclosed", "shard_size": 3, "workers": 1}
+UCM = UcmConfig(method="mixseg", scales=(1.0, 2.0, 4.0), shard_size=3, workers=1)
+LABELS = LabelsConfig(strategy="ucm", rule="enclosed", shard_size=3, workers=1)
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
@@ -46,7 +47,7 @@ def project(tmp_path_factory):
     try:
         generate("raw", num_train=20, num_val=4, height=40, width=56, num_classes=4, seed=5, n_jobs=1,
                  progress=False)
-        write_index(load_source({"kind": "synthetic", "root": "raw"}), "source", progress=False)
+        write_index(load_source(SourceConfig(kind="synthetic", root="raw")), "source", progress=False)
         images = json.loads(Path("source/images.json").read_text())["items"]
         assert not Path(images[0]["path"]).is_absolute()
         train = [r["id"] for r in images if r["split"] == "train"]
@@ -56,7 +57,7 @@ def project(tmp_path_factory):
         run_ucm("source/images.json", "ref/ucm", UCM, progress=False)
         run_labels("source/images.json", "source/annotations.json", "split.json", "ref/ucm", "ref/labels", LABELS,
                    progress=False)
-        Path("params.yaml").write_text(yaml.safe_dump({"ucm": UCM, "labels": LABELS}))
+        Path("params.yaml").write_text(yaml.safe_dump({"ucm": record(UCM), "labels": record(LABELS)}))
     finally:
         os.chdir(old)
     return proj

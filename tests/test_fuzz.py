@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.labels.strategies import box_soft_labels
+from helpers import soft_labels
 from pipeline.core.shards import (BOX_DTYPE, ShardReader, UcmReader, bitset_dtype, encode_tags, write_label_shard,
                              write_ucm_shard)
 from pipeline.ucm.algorithm import ucm2 as compute_ucm2
@@ -104,9 +104,9 @@ def check_labels(labels, info, h, w, num_classes, boxes):
        st.sampled_from([0.0, 0.1, 1.0]))
 def test_ucm_strategy_never_crashes_and_keeps_labels_inside_the_boxes(case, rule, thresholds, alpha, margin):
     h, w, num_classes, boxes, ucm2 = case
-    labels, info = box_soft_labels(ucm2, boxes, num_classes, "ucm", thresholds, alpha, rule=rule, margin=margin)
+    labels, info = soft_labels(ucm2, boxes, num_classes, "ucm", thresholds, alpha, rule=rule, margin=margin)
     check_labels(labels, info, h, w, num_classes, boxes)
-    again, info2 = box_soft_labels(ucm2.copy(), boxes.copy(), num_classes, "ucm", thresholds, alpha, rule=rule,
+    again, info2 = soft_labels(ucm2.copy(), boxes.copy(), num_classes, "ucm", thresholds, alpha, rule=rule,
                                    margin=margin)
     np.testing.assert_array_equal(again, labels)  # no dependence on uninitialised work memory
     np.testing.assert_array_equal(info2, info)
@@ -116,7 +116,7 @@ def test_ucm_strategy_never_crashes_and_keeps_labels_inside_the_boxes(case, rule
 @given(label_cases(), st.sampled_from(["paper", "enclosed"]))
 def test_raw_box_strategy_marks_every_box_pixel_with_its_class(case, rule):
     h, w, num_classes, boxes, ucm2 = case
-    labels, info = box_soft_labels(None, boxes, num_classes, "raw_box", shape=(h, w), rule=rule)
+    labels, info = soft_labels(None, boxes, num_classes, "raw_box", shape=(h, w), rule=rule)
     check_labels(labels, info, h, w, num_classes, boxes)
     b = labels.astype(np.uint64)
     for x0, y0, x1, y1, c in boxes:

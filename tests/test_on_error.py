@@ -87,7 +87,7 @@ def test_a_clean_run_lists_no_skips_and_every_item_skipped_is_an_error(ucm_proje
     assert {p.name: p.read_bytes() for p in Path("data/ucm").iterdir()} == before  # old output kept
     set_param("ucm", on_error="maybe")
     result = invoke("ucm")
-    assert result.exit_code == 2 and "on_error must be 'fail' or 'skip'" in result.output
+    assert result.exit_code == 2 and "params.yaml: ucm.on_error: expected one of fail, skip, got 'maybe'" in result.output
 
 
 def test_labels_stage_skips_a_mis_sized_mask(ucm_project):

@@ -23,6 +23,8 @@ from pipeline.core.errors import InputError
 from pipeline.core.fileio import read_json, write_palette_png
 from pipeline.core.index import read_mask, write_index
 from pipeline.sources.siftflow import CATEGORY_FOLDER, SIFTFLOW_CLASSES, load_siftflow
+from helpers import source
+from pipeline.core.config import config_from_dict
 from pipeline.sources import load_source
 from pipeline.sources.voc import VOC_CLASSES, load_voc, sbd_instance_boxes
 from pipeline.sources.vocxml import write_voc_xml
@@ -662,35 +664,36 @@ def test_camvid_errors(tmp_path):
 
 
 def test_load_source_dispatch(voc_root, tmp_path):
-    synthetic = load_source({"kind": "synthetic", "root": str(voc_root)})
+    synthetic = load_source(source({"kind": "synthetic", "root": str(voc_root)}))
     assert split_ids(synthetic, "train") == {A, B}  # synthetic never reads SBD
-    voc = load_source({"kind": "voc2012", "root": str(voc_root)})
+    voc = load_source(source({"kind": "voc2012", "root": str(voc_root)}))
     assert split_ids(voc, "train") == {A, B, D, E}
-    voc_plain = load_source({"kind": "voc2012", "root": str(voc_root), "voc2012": {"sbd": False}})
+    voc_plain = load_source(source({"kind": "voc2012", "root": str(voc_root), "voc2012": {"sbd": False}}))
     assert split_ids(voc_plain, "train") == {A, B}
-    instances = load_source({"kind": "voc2012", "root": str(voc_root), "boxes": "instances"})
+    instances = load_source(source({"kind": "voc2012", "root": str(voc_root), "boxes": "instances"}))
     assert by_id(instances)[A].box_file.endswith(f"SegmentationObject/{A}.png")
-    sift = load_source({"kind": "siftflow", "root": str(make_siftflow(tmp_path / "sf"))})
+    sift = load_source(source({"kind": "siftflow", "root": str(make_siftflow(tmp_path / "sf"))}))
     assert len(sift.classes) == 34
-    camvid = load_source({"kind": "camvid", "root": str(make_camvid(tmp_path / "cv")),
-                          "camvid": {"min_area": 4, "things": ["car"]}})
+    camvid = load_source(source({"kind": "camvid", "root": str(make_camvid(tmp_path / "cv")),
+                          "camvid": {"min_area": 4, "things": ["car"]}}))
     assert camvid.classes == ["background", "car"] and len(camvid.items) == 2
     boxes_root = make_box_dataset(tmp_path / "bx")
     write_lines(boxes_root / "val.txt", ["img1"])
-    boxes = load_source({"kind": "boxes", "root": str(boxes_root), "boxes": "annotations.json",
-                         "boxes_source": {"val_list": "val.txt"}})
+    boxes = load_source(source({"kind": "boxes", "root": str(boxes_root), "boxes": "annotations.json",
+                         "boxes_source": {"val_list": "val.txt"}}))
     assert split_ids(boxes, "val") == {"img1"} and boxes.classes == ["background", "cat", "dog"]
 
 
 def test_load_source_bad_params_name_params_yaml(voc_root):
-    for params, match in [({"kind": "kitti", "root": str(voc_root)}, "unknown source kind 'kitti'"),
-                          ({"kind": "voc2012"}, "root is required"),
+    for params, match in [({"kind": "kitti", "root": str(voc_root)}, "source.kind: expected one of .*'kitti'"),
+                          ({"kind": "voc2012", "root": ""}, "source.root: expected a string"),
                           ({"kind": "boxes", "root": str(voc_root)}, "must name a COCO"),
                           ({"kind": "voc2012", "root": str(voc_root), "boxes": "polygons"}, "polygons"),
                           ({"kind": "siftflow", "root": str(voc_root), "boxes": "xml"}, "VOC-layout"),
-                          ({"kind": "camvid", "root": str(voc_root), "camvid": {"colour": 1}}, "colour")]:
+                          ({"kind": "camvid", "root": str(voc_root), "camvid": {"colour": 1}},
+                           "source.camvid.colour: unknown key")]:
         with pytest.raises(InputError, match=match) as err:
-            load_source(params)
+            load_source(config_from_dict({"source": params}).source)
         assert err.value.path == "params.yaml"
 
 
@@ -701,26 +704,26 @@ def test_voc_boxes_overridden_by_coco_json_and_xml_folder(voc_root, tmp_path):
             "categories": [{"id": 1, "name": "horse"}]}
     path = tmp_path / "new_boxes.json"
     path.write_text(json.dumps(coco))
-    items = by_id(load_source({"kind": "voc2012", "root": str(voc_root), "boxes": str(path)}))
+    items = by_id(load_source(source({"kind": "voc2012", "root": str(voc_root), "boxes": str(path)})))
     assert items[A].boxes == [(0, 1, 5, 6, CLS["horse"])] and items[A].box_file == str(path)
     assert items[C].boxes == [] and items[C].box_file is None  # not annotated in the override
     assert items[D].mask.format == "sbd_cls"  # masks still come from the dataset
 
     xml_dir = tmp_path / "xmls"
     write_voc_xml(xml_dir / f"{C}.xml", f"{C}.jpg", W, H, [("cow", (1, 1, 3, 3))])
-    items = by_id(load_source({"kind": "synthetic", "root": str(voc_root), "boxes": str(xml_dir)}))
+    items = by_id(load_source(source({"kind": "synthetic", "root": str(voc_root), "boxes": str(xml_dir)})))
     assert items[C].boxes == [(1, 1, 3, 3, CLS["cow"])] and items[A].boxes == []
 
     coco["categories"] = [{"id": 1, "name": "airplane"}]
     path.write_text(json.dumps(coco))
     with pytest.raises(InputError, match="unknown class name 'airplane'") as err:
-        load_source({"kind": "voc2012", "root": str(voc_root), "boxes": str(path)})
+        load_source(source({"kind": "voc2012", "root": str(voc_root), "boxes": str(path)}))
     assert err.value.path == str(path)
     coco["images"] = [{"id": 1, "file_name": "other.jpg"}]
     coco["annotations"] = []
     path.write_text(json.dumps(coco))
     with pytest.raises(InputError, match="none of its 1 annotated images") as err:
-        load_source({"kind": "voc2012", "root": str(voc_root), "boxes": str(path)})
+        load_source(source({"kind": "voc2012", "root": str(voc_root), "boxes": str(path)}))
     assert err.value.path == str(path)
 
 
@@ -730,6 +733,6 @@ def test_camvid_boxes_overridden_by_coco(tmp_path):
             "annotations": [{"id": 1, "image_id": 1, "bbox": [1, 1, 2, 2], "category_id": 3}],
             "categories": [{"id": 3, "name": "pedestrian"}]}
     (root / "boxes.json").write_text(json.dumps(coco))
-    items = by_id(load_source({"kind": "camvid", "root": str(root), "boxes": "boxes.json"}))
+    items = by_id(load_source(source({"kind": "camvid", "root": str(root), "boxes": "boxes.json"})))
     assert items["0016E5_07959"].boxes == [(1, 1, 3, 3, 2)]
     assert items["0001TP_006690"].boxes == []

@@ -10,11 +10,11 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.labels.strategies import box_soft_labels, parse_strategy
+from helpers import soft_labels
+from pipeline.core.config import ConfigError, LabelsConfig, config_from_dict, parse_strategy
 from pipeline.cli import main
 from pipeline.core.errors import InputError
 from pipeline.labels.external import ExternalMasks, load_external_masks
-from pipeline.labels.stage import label_params
 from pipeline.core.shards import ShardReader, bit_count
 from test_ucm_rules import l_shape_scene, nested_squares, ucm_from_regions
 
@@ -34,18 +34,18 @@ def red_on_green(seed=0):
 def test_grabcut_cuts_the_object_out_of_a_loose_box():
     im = red_on_green()
     box = [[20, 15, 60, 45, 2]]  # 40x30 box around the 30x20 object
-    labels, info = box_soft_labels(None, box, 3, "grabcut", image=im)
+    labels, info = soft_labels(None, box, 3, "grabcut", image=im)
     expect = np.ones((60, 80), np.uint8)
     expect[20:40, 25:55] = 0b100
     np.testing.assert_array_equal(labels, expect)
     assert np.isnan(info[0, 0]) and tuple(info[0, 1:]) == (0, 1200, 600, 0)
-    again, _ = box_soft_labels(None, box, 3, "grabcut", image=im)  # seeded: the same again
+    again, _ = soft_labels(None, box, 3, "grabcut", image=im)  # seeded: the same again
     np.testing.assert_array_equal(labels, again)
 
 
 def test_grabcut_without_background_falls_back_to_the_whole_box():
     im = red_on_green()
-    labels, info = box_soft_labels(None, [[0, 0, 80, 60, 1], [20, 15, 60, 45, 2]], 3, "grabcut", image=im)
+    labels, info = soft_labels(None, [[0, 0, 80, 60, 1], [20, 15, 60, 45, 2]], 3, "grabcut", image=im)
     assert tuple(info[:, 1]) == (1, 0)  # the whole-image box has nothing to learn the background from
     assert info[0, 3] == 80 * 60
     assert np.all(labels & 0b10)  # box 0 covers everything
@@ -54,15 +54,15 @@ def test_grabcut_without_background_falls_back_to_the_whole_box():
 
 def test_grabcut_needs_the_image():
     with pytest.raises(ValueError, match="needs the image"):
-        box_soft_labels(None, [[0, 0, 2, 2, 1]], 2, "grabcut", shape=(4, 4))
+        soft_labels(None, [[0, 0, 2, 2, 1]], 2, "grabcut", shape=(4, 4))
 
 
 # ----------------------------------------------------------------------------- hard
 
 def test_hard_gives_uncertain_pixels_the_box_class_and_ignores_nothing():
     r, obj, u = l_shape_scene(object_edge=200, halo_edge=80)
-    soft, _ = box_soft_labels(u, [[2, 2, 13, 13, 1]], 2, "ucm", rule="enclosed")
-    hard, info = box_soft_labels(u, [[2, 2, 13, 13, 1]], 2, "hard", rule="enclosed")
+    soft, _ = soft_labels(u, [[2, 2, 13, 13, 1]], 2, "ucm", rule="enclosed")
+    hard, info = soft_labels(u, [[2, 2, 13, 13, 1]], 2, "hard", rule="enclosed")
     halo = r == 2
     assert np.all(soft[halo] == 0)  # ucm: the halo is uncertain
     expect = np.where(obj | halo, 0b10, 0b01)
@@ -73,11 +73,11 @@ def test_hard_gives_uncertain_pixels_the_box_class_and_ignores_nothing():
 def test_hard_picks_one_class_per_overlapped_pixel_with_a_seeded_draw():
     u = np.zeros((2 * 30 + 1, 2 * 30 + 1), np.uint8)  # no contour: every box is all confident
     boxes = [[0, 0, 20, 20, 1], [10, 10, 30, 30, 3]]  # overlap [10:20, 10:20], 100 px
-    soft, _ = box_soft_labels(u, boxes, 4, "ucm")
+    soft, _ = soft_labels(u, boxes, 4, "ucm")
     assert np.all(soft[10:20, 10:20] == 0b1010)
-    a, _ = box_soft_labels(u, boxes, 4, "hard", seed=0)
-    b, _ = box_soft_labels(u, boxes, 4, "hard", seed=0)
-    c, _ = box_soft_labels(u, boxes, 4, "hard", seed=1)
+    a, _ = soft_labels(u, boxes, 4, "hard", seed=0)
+    b, _ = soft_labels(u, boxes, 4, "hard", seed=0)
+    c, _ = soft_labels(u, boxes, 4, "hard", seed=1)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert np.all(bit_count(a) == 1)
@@ -102,9 +102,9 @@ def test_hard_picks_one_class_per_overlapped_pixel_with_a_seeded_draw():
 def test_single_threshold_variants_of_the_paper_rule(t, expect):
     _, u = nested_squares([240, 170, 130, 100])
     box = [[0, 0, 11, 11, 1]]
-    labels, info = box_soft_labels(u, box, 2, thresholds=[t], alpha=0.3, rule="paper")
+    labels, info = soft_labels(u, box, 2, thresholds=[t], alpha=0.3, rule="paper")
     assert tuple(info[0]) == pytest.approx(expect)
-    named, named_info = box_soft_labels(u, box, 2, f"ucm_t{t}", alpha=0.3, rule="paper")
+    named, named_info = soft_labels(u, box, 2, f"ucm_t{t}", alpha=0.3, rule="paper")
     np.testing.assert_array_equal(labels, named)
     np.testing.assert_array_equal(info, named_info)
     assert np.sum(labels == 0) == 0  # one threshold: nothing uncertain
@@ -113,10 +113,10 @@ def test_single_threshold_variants_of_the_paper_rule(t, expect):
 def test_single_threshold_variants_of_the_enclosed_rule():
     r, obj, u = l_shape_scene(object_edge=200, halo_edge=80)
     box = [[2, 2, 13, 13, 1]]
-    weak, info = box_soft_labels(u, box, 2, "ucm_t0.25", rule="enclosed")  # 50: the 80-contour encloses
+    weak, info = soft_labels(u, box, 2, "ucm_t0.25", rule="enclosed")  # 50: the 80-contour encloses
     np.testing.assert_array_equal(weak == 0b10, obj | (r == 2))
     assert tuple(info[0]) == (0.25, 0, 121, 57 + (r == 2).sum(), 0)
-    strong, _ = box_soft_labels(u, box, 2, "ucm_t0.75", rule="enclosed")  # 150: the object only
+    strong, _ = soft_labels(u, box, 2, "ucm_t0.75", rule="enclosed")  # 150: the object only
     np.testing.assert_array_equal(strong == 0b10, obj)
     assert np.sum(strong == 0) == 0
 
@@ -124,19 +124,21 @@ def test_single_threshold_variants_of_the_enclosed_rule():
 def test_strategy_names_and_params():
     assert parse_strategy("ucm") == ("ucm", {})
     assert parse_strategy("raw_box") == ("raw_box", {})
-    assert parse_strategy("ucm_t0.5") == ("ucm", {"thresholds": [0.5]})
-    assert parse_strategy("hard_paper_t0.25_t0.75_a0.3") == ("hard", {"rule": "paper", "thresholds": [0.25, 0.75],
+    assert parse_strategy("ucm_t0.5") == ("ucm", {"thresholds": (0.5,)})
+    assert parse_strategy("hard_paper_t0.25_t0.75_a0.3") == ("hard", {"rule": "paper", "thresholds": (0.25, 0.75),
                                                                        "alpha": 0.3})
     for bad in ("magic", "raw_box_t0.5", "ucm_x1", "ucm_tfoo", "ucmx"):
         with pytest.raises(ValueError):
             parse_strategy(bad)
-    p = label_params({"strategy": "ucm", "thresholds": [0.5]})
-    assert p["thresholds"] == [0.5]
-    assert label_params({"strategy": "ucm_t0.75"})["strategy"] == "ucm_t0.75"
-    for bad in ({"strategy": "ucm_t0.9_t0.5"}, {"strategy": "grabcut_t0.5"}, {"span": 2},
-                {"external_format": "rgb"}, {"grabcut": {"iterations": 0}}):
-        with pytest.raises(InputError, match="params.yaml"):
-            label_params(bad)
+    p = config_from_dict({"labels": {"strategy": "ucm", "thresholds": [0.5]}}).labels
+    assert p.thresholds == (0.5,) and p.box.thresholds == (0.5,)
+    s = config_from_dict({"labels": {"strategy": "ucm_paper_t0.75_a0.3"}}).labels.box
+    assert (s.name, s.base, s.rule, s.thresholds, s.alpha) == ("ucm_paper_t0.75_a0.3", "ucm", "paper", (0.75,), 0.3)
+    for bad, key in (({"strategy": "ucm_t0.9_t0.5"}, "labels.strategy"), ({"strategy": "grabcut_t0.5"}, "labels.strategy"),
+                     ({"span": 2}, "labels.span"), ({"external_format": "rgb"}, "labels.external_format"),
+                     ({"grabcut": {"iterations": 0}}, "labels.grabcut.iterations")):
+        with pytest.raises(InputError, match=f"^params.yaml: {key}: "):
+            config_from_dict({"labels": bad})
 
 
 # ----------------------------------------------------------------------------- span and band
@@ -149,10 +151,10 @@ def test_span_rejects_a_strong_contour_around_part_of_the_object():
     u = ucm_from_regions(r, lambda a, b: {(0, 1): 100, (1, 2): 240, (0, 2): 240}[(min(a, b), max(a, b))])
     box = [[2, 2, 13, 13, 1]]
     # without span: t = 3/4 (180) encloses the part, 35 px >= 0.25 * 121: confident; t = 1/4 the rest -> uncertain
-    plain, info = box_soft_labels(u, box, 2, alpha=0.25, rule="enclosed")
+    plain, info = soft_labels(u, box, 2, alpha=0.25, rule="enclosed")
     assert tuple(info[0]) == (0.75, 0, 121, 35, 86)
     # with span 0.82 the part (5/11 of the height) does not qualify; t = 1/4 (60) encloses the whole object
-    spanned, info = box_soft_labels(u, box, 2, alpha=0.25, rule="enclosed", span=0.82)
+    spanned, info = soft_labels(u, box, 2, alpha=0.25, rule="enclosed", span=0.82)
     assert tuple(info[0]) == (0.25, 0, 121, 121, 0)
     assert np.all(spanned[2:13, 2:13] == 0b10)
 
@@ -167,10 +169,10 @@ def test_band_keeps_an_uncertain_margin_after_the_fallback():
     u = ucm_from_regions(r, lambda a, b: strength.get((min(a, b), max(a, b)), 0))
     box = [[2, 2, 13, 13, 1]]
     # thresholds of m = 200: 50 / 100 / 150 enclose the object only (9 < 0.25 * 121): level lowered to 40
-    labels, info = box_soft_labels(u, box, 2, alpha=0.25, rule="enclosed")
+    labels, info = soft_labels(u, box, 2, alpha=0.25, rule="enclosed")
     assert tuple(info[0]) == pytest.approx((40 / 200, 1, 121, 49, 0))
     # band 0.75: contours >= 30 bound the uncertain region: the 35-ring's 32 extra pixels
-    banded, info = box_soft_labels(u, box, 2, alpha=0.25, rule="enclosed", band=0.75)
+    banded, info = soft_labels(u, box, 2, alpha=0.25, rule="enclosed", band=0.75)
     assert tuple(info[0]) == pytest.approx((40 / 200, 1, 121, 49, 32))
     np.testing.assert_array_equal(banded == 0, r == 3)
     np.testing.assert_array_equal(banded == 0b10, (r == 1) | (r == 2))
@@ -184,7 +186,7 @@ def test_external_class_map():
     m[2:6, 7] = 255       # void column next to it
     m[7:9, 0:4] = 1       # a class-1 object elsewhere, outside the box
     ext = ExternalMasks.class_map(m)
-    labels, info = box_soft_labels(None, [[2, 1, 9, 7, 2]], 3, "external", external=ext)
+    labels, info = soft_labels(None, [[2, 1, 9, 7, 2]], 3, "external", external=ext)
     expect = np.ones((10, 12), np.uint8)
     expect[2:6, 3:7] = 0b100
     expect[2:6, 7] = 0  # void inside the box -> ignored
@@ -196,7 +198,7 @@ def test_external_instance_map_takes_the_biggest_instance_in_the_box():
     m = np.zeros((10, 10), np.uint8)
     m[1:4, 1:4] = 5   # 9 px
     m[4:9, 4:9] = 7   # 25 px
-    labels, info = box_soft_labels(None, [[0, 0, 10, 10, 1]], 2, "external", external=ExternalMasks.instance_map(m))
+    labels, info = soft_labels(None, [[0, 0, 10, 10, 1]], 2, "external", external=ExternalMasks.instance_map(m))
     np.testing.assert_array_equal(labels == 0b10, m == 7)
     assert info[0, 3] == 25
 
@@ -207,12 +209,12 @@ def test_external_proposals_best_box_iou_or_box_index_and_fallback():
     masks[1, 5:10, 5:10] = True  # matches box B [5:10, 5:10] exactly
     masks[2, 0:10, 0:10] = True  # a big one that fits neither box as well
     boxes = [[0, 0, 4, 4, 1], [5, 5, 10, 10, 2]]
-    labels, info = box_soft_labels(None, boxes, 3, "external", external=ExternalMasks.proposals(masks))
+    labels, info = soft_labels(None, boxes, 3, "external", external=ExternalMasks.proposals(masks))
     assert np.all(labels[0:3, 0:3] == 0b10) and labels[3, 3] == 1
     assert np.all(labels[5:10, 5:10] == 0b100)
     assert tuple(info[:, 3]) == (9, 25) and tuple(info[:, 1]) == (0, 0)
     # box_index: box 0 takes mask 2 (clipped to the box), box 1 has no mask -> whole box, a fallback
-    labels, info = box_soft_labels(None, boxes, 3, "external", external=ExternalMasks.proposals(masks, [2, 0, 0]))
+    labels, info = soft_labels(None, boxes, 3, "external", external=ExternalMasks.proposals(masks, [2, 0, 0]))
     assert tuple(info[:, 1]) == (0, 1) and tuple(info[:, 3]) == (16, 25)
     assert np.all(labels[0:4, 0:4] & 0b10) and np.all(labels[5:10, 5:10] == 0b100)
 

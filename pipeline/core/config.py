@@ -88,23 +88,29 @@ def _in_range(v, m) -> bool:
                 (hi is not None and (v >= hi if m["hi_open"] else v > hi)))
 
 
+_NOUNS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans"),
+          str: ("a string", "strings")}
+
+
 def _describe(tp, m=None) -> str:
     """What a value of type ``tp`` looks like, for error messages."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    rng = _range_text(m or {})
+    m = m or {}
+    rng = _range_text(m)
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return f"{_describe(inner[0], m)} or null"
     if origin is tuple:
+        item = args[0]
+        items = _NOUNS[item][1] if item in _NOUNS else f"values ({_describe(item)})"
+        each = f" each {rng}" if rng else ""
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a {'non-empty ' if (m or {}).get('nonempty') else ''}list of {_describe(args[0])}s" + \
-                   (f" each {rng}" if rng else "")
-        return f"a list of {len(args)} {_describe(args[0])}s" + (f" each {rng}" if rng else "")
-    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp)
-    if name:
-        return f"{name} {rng}".rstrip()
+            return f"a {'non-empty ' if m.get('nonempty') else ''}list of {items}{each}"
+        return f"a list of {len(args)} {items}{each}"
+    if tp in _NOUNS:
+        return f"{_NOUNS[tp][0]} {rng}".rstrip()
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return str(tp)

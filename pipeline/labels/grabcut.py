@@ -23,12 +23,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-DEFAULT_ITERATIONS = 5
-DEFAULT_CONTEXT = 0.5
+from pipeline.core.config import GrabcutConfig
 
 
-def grabcut_box_masks(image: np.ndarray, boxes, iterations: int = DEFAULT_ITERATIONS,
-                      context: float | None = DEFAULT_CONTEXT, seed: int = 0):
+def grabcut_box_masks(image: np.ndarray, boxes, iterations: int = GrabcutConfig.iterations,
+                      context: float | None = GrabcutConfig.context, seed: int = 0):
     """GrabCut foreground of each box.
 
     Parameters

@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.labels.strategies import STRATEGIES
+from pipeline.core.config import STRATEGIES, ConfigError, LabelsConfig, build
 from pipeline.labels.ucm_rules import box_scale_masks
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import voc_palette
@@ -71,6 +71,16 @@ def _pick(reader: ShardReader, image_id):
     return boxed[0] if boxed else reader.ids[0]
 
 
+def shard_strategy(reader: ShardReader):
+    """The box strategy the labels of a shard were made with, suffixes resolved
+    (``ucm_paper_a0.3`` draws the paper's rule, whatever ``labels.rule`` said)."""
+    recorded = {k: v for k, v in reader.params.items() if k != "workers"}
+    try:
+        return build(LabelsConfig, recorded, "labels").box
+    except ConfigError as e:
+        raise InputError(reader._shards.paths[0], f"recorded labels params do not read: {e}") from None
+
+
 def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[Path]:
     """Render Fig. 4 (one box: image, UCM, box, scale masks, final mask) and
     Fig. 5 (image, truth, boxes, final soft label) for one image; returns PNG paths."""
@@ -118,9 +128,9 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
             ucm2 = ucms[image_id]
             b = boxes[np.argmax(boxes["box_area"])]
             x0, y0, x1, y1 = int(b["x0"]), int(b["y0"]), int(b["x1"]), int(b["y1"])
-            thresholds = r.params.get("thresholds", [0.25, 0.5, 0.75])
-            rule = r.params.get("rule", "paper")
-            masks = box_scale_masks(ucm2, (x0, y0, x1, y1), thresholds, rule, r.params.get("margin", 0.1))
+            s = shard_strategy(r)
+            thresholds, rule = s.thresholds, s.rule
+            masks = box_scale_masks(ucm2, (x0, y0, x1, y1), thresholds, rule, s.margin)
             crop = ucm2[2 * y0:2 * y1 + 1, 2 * x0:2 * x1 + 1].astype(np.float64)
             crop /= max(crop.max(), 1)
             panels = [("box crop", image[y0:y1, x0:x1]), ("(b) UCM, dark = strong", 1 - crop)]

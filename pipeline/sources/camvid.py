@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage as ndi
 
+from pipeline.core.config import CamvidOptions
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import read_label_png
 from pipeline.core.index import VOID, Dataset, Item, MaskRef
@@ -78,8 +79,8 @@ def component_boxes(labels: np.ndarray, ids, min_area: int) -> list[tuple[int, i
     return boxes
 
 
-def load_camvid(root, things=("car", "pedestrian", "bicyclist"), min_area=150,
-                train_dirs=("train",), val_dirs=("val",)) -> Dataset:
+def load_camvid(root, things=CamvidOptions.things, min_area=CamvidOptions.min_area,
+                train_dirs=CamvidOptions.train_dirs, val_dirs=CamvidOptions.val_dirs) -> Dataset:
     """Read the SegNet copy of CamVid into a :class:`Dataset`.
 
     Parameters

@@ -46,6 +46,7 @@ from joblib import Parallel, delayed
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from pipeline.core.config import SyntheticConfig
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import atomic_path, read_image, read_label_png, voc_palette, write_palette_png
 from pipeline.sources.vocxml import read_voc_xml, write_voc_xml
@@ -642,8 +643,9 @@ def _write_one(voc: str, index: int, image_id: str, seed: int, height: int, widt
             "fills": fills, "void": int((s.class_map == VOID).sum()), "pixels": height * width}
 
 
-def generate(out_root, num_train: int = 600, num_val: int = 150, height: int = 120, width: int = 160,
-             num_classes: int = 12, seed: int = 0, n_jobs: int = 1, progress: bool = True) -> dict:
+def generate(out_root, num_train: int = SyntheticConfig.num_train, num_val: int = SyntheticConfig.num_val, height: int = SyntheticConfig.height,
+             width: int = SyntheticConfig.width, num_classes: int = SyntheticConfig.num_classes, seed: int = SyntheticConfig.seed, n_jobs: int = 1,
+             progress: bool = True) -> dict:
     """Write the synthetic dataset in the PASCAL VOC layout under ``out_root/VOCdevkit/VOC2012``.
 
     The ``VOC2012`` folder is built under a temporary name and renamed into place

@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from numba import njit
 
+from pipeline.core.config import UcmConfig
+
 
 __all__ = [
     "boundary_map",
@@ -91,7 +93,7 @@ def _check_image(image) -> np.ndarray:
     return img
 
 
-def boundary_map(image, scales=(1.0, 2.0, 4.0)):
+def boundary_map(image, scales=UcmConfig.scales):
     """Multi-scale colour-gradient strength on the edges between pixels.
 
     The image is converted to CIELAB (L in [0, 100], a and b in about [-128, 127]).
@@ -673,7 +675,7 @@ def ucm2_from_edges(edge_h, edge_v):
     return _paint(H, W, epos, edge_arc, level)
 
 
-def ucm2(image, scales=(1.0, 2.0, 4.0)) -> np.ndarray:
+def ucm2(image, scales=UcmConfig.scales) -> np.ndarray:
     """Ultrametric contour map of an RGB image, quantised to uint8.
 
     ``ucm2_from_edges(*boundary_map(image, scales))`` mapped to ``round(255 * u)``
