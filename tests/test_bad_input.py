@@ -68,7 +68,7 @@ def test_on_error_skip_lists_the_bad_image_and_counts_it(project):
     result = invoke("source")
     assert result.exit_code == 0, result.output
     skipped = json.loads(Path("data/source/skipped.json").read_text())
-    assert [s["id"] for s in skipped] == [first_id()] and "unreadable" in skipped[0]["reason"]
+    assert [s["id"] for s in skipped] == [first_id()] and skipped[0]["reason"] == "empty image file (0 bytes)"
     assert skipped[0]["path"] == str(p)
     assert json.loads(Path("metrics/source.json").read_text())["skipped"] == 1
     images = json.loads(Path("data/source/images.json").read_text())["items"]

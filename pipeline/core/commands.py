@@ -14,6 +14,7 @@ import click
 
 from pipeline.core.config import Config, load_config
 from pipeline.core.errors import InputError
+from pipeline.core.fileio import sweep_stale_temps
 
 PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(dir_okay=False), help="Parameters file (every knob of every stage).")
@@ -21,16 +22,25 @@ PROGRESS_OPTION = click.option("--progress/--no-progress", default=True, show_de
                                help="Show a progress bar on stderr.")
 
 
+#: The folders whose killed writers' temporaries every command sweeps before it starts.
+OUTPUT_ROOTS = ("data", "metrics", "models", "report")
+
+
 def reports_errors(fn):
-    """Turn InputError into one line on stderr and exit status 2."""
+    """Turn InputError into one line on stderr and exit status 2 (Ctrl-C: one line, 130);
+    first sweep the temporaries that killed writers left in the project's outputs."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        name = click.get_current_context().info_name
         try:
+            sweep_stale_temps(*OUTPUT_ROOTS)
             return fn(*args, **kwargs)
         except InputError as e:
-            name = click.get_current_context().info_name
             click.echo(f"mixseg {name}: error: {e}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo(f"mixseg {name}: interrupted; the previous output is kept", err=True)
+            sys.exit(130)
     return wrapper
 
 

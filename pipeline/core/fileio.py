@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.core.errors import InputError
 
@@ -29,13 +29,18 @@ _TEMP_TAGS = ("tmp", "old")
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie -- killed, not yet reaped -- does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's live process
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:  # "<pid> (<name>) <state> ...": Z = zombie, X = dead
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):  # no /proc (macOS): trust kill()
+        return True
 
 
 def _remove(p: Path) -> None:
@@ -71,6 +76,53 @@ def remove_stale_temps(path) -> list[Path]:
         _remove(p)
         removed.append(p)
     return removed
+
+
+def sweep_stale_temps(*roots, depth: int = 3) -> list[Path]:
+    """Remove the temporaries of killed writers anywhere under ``roots`` (``depth`` levels).
+
+    Every command runs this on the project's output folders before it starts, so
+    leftovers never outlive the next run of any stage -- even when DVC restored the
+    stage that left them from its run cache instead of running it.
+    """
+    removed = []
+    for root in map(Path, roots):
+        if not root.is_dir():
+            continue
+        folders = [root]
+        for level in range(depth):
+            subfolders = []
+            for folder in folders:
+                try:
+                    entries = list(folder.iterdir())
+                except OSError:
+                    continue
+                for p in entries:
+                    name, _, rest = p.name.partition(".tmp-") if ".tmp-" in p.name else p.name.partition(".old-")
+                    if p.name.startswith(".") and rest:
+                        removed += remove_stale_temps(p.with_name(name[1:]))
+                    elif p.is_dir() and not p.is_symlink() and not p.name.startswith("."):
+                        subfolders.append(p)
+            folders = subfolders
+    return removed
+
+
+#: errno values that mean "the output cannot be written here", reported as one line.
+_WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                 errno.EPERM: "operation not permitted", errno.EBUSY: "device or resource busy"}
+
+
+def _write_error(e: BaseException) -> str | None:
+    """The reason of an error that means the output could not be written, else None
+    (h5py reports a full disk as ``RuntimeError: ... errno = 28``)."""
+    if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+        return _WRITE_ERRNOS[e.errno]
+    text = str(e)
+    for code, reason in _WRITE_ERRNOS.items():
+        if f"errno = {code}," in text or f"errno = {code})" in text or os.strerror(code) in text:
+            return reason
+    return None
 
 
 def _fsync(path: Path) -> None:
@@ -133,8 +185,14 @@ def atomic_path(path):
     killed writer are removed by the next write of the same path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
+    if os.path.ismount(path):
+        raise InputError(path, "is a mount point, which cannot be replaced atomically: use a folder inside it "
+                               "(or mount the volume one level up)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+    except OSError as e:
+        raise InputError(path, f"cannot write here ({_write_error(e) or e.strerror or e})") from None
     tmp = _temp_name(path, "tmp")
     try:
         yield tmp
@@ -153,11 +211,17 @@ def atomic_path(path):
         else:
             os.replace(tmp, path)
             _fsync(path.parent)
+    except (OSError, RuntimeError) as e:
+        reason = _write_error(e)
+        if reason is None:
+            raise
+        raise InputError(path, f"cannot write the output: {reason}; the previous version is kept") from None
     finally:
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
-            tmp.unlink()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def write_json(path, obj) -> None:
@@ -187,18 +251,35 @@ def file_md5(path) -> str:
     return h.hexdigest()
 
 
-def decode_image(data: bytes, path="<bytes>") -> np.ndarray:
-    """Decode encoded image bytes to an (H, W, 3) uint8 RGB array.
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded image; 16- and 32-bit greyscale scaled to 0..255."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        if im.mode == "F":
+            top = 1.0 if a.max(initial=0) <= 1.0 else top
+        g = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
-    Truncated or corrupt data raises :class:`InputError` naming ``path``.
+
+def decode_image(data: bytes, path="<bytes>") -> np.ndarray:
+    """Decode encoded image bytes to an (H, W, 3) uint8 RGB array, as viewers show it.
+
+    The EXIF orientation is applied (a JPEG stored 80x40 with Orientation 6 comes out
+    40x80, as in COCO/VOC tooling and every viewer), and 16-bit greyscale is scaled to
+    8 bits (value / 257), not clipped.  Empty, non-image, truncated or corrupt data
+    raises :class:`InputError` naming ``path``.
     """
+    if not data:
+        raise InputError(path, "empty image file (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            if im.mode != "RGB":
-                im = im.convert("RGB")
-            return np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            return _to_rgb8(ImageOps.exif_transpose(im))
+    except UnidentifiedImageError:
+        raise InputError(path, "not an image file (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise InputError(path, f"unreadable or truncated image ({e})") from None
 
 
@@ -208,6 +289,10 @@ def read_image(path) -> np.ndarray:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError(path, "image file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not an image file") from None
+    except OSError as e:
+        raise InputError(path, f"image file unreadable ({e.strerror or e})") from None
     return decode_image(data, path)
 
 

@@ -6,6 +6,7 @@ boxes are 0-based and end-exclusive, so ``x0 = xmin - 1`` and ``x1 = xmax``.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -42,9 +43,12 @@ def read_voc_xml(path) -> dict:
         if not name or bb is None:
             raise InputError(path, "an <object> lacks <name> or <bndbox>")
         try:
-            xmin, ymin, xmax, ymax = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+            coords = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
         except (TypeError, ValueError):
             raise InputError(path, f"object {name!r} has a missing or non-numeric bndbox coordinate") from None
+        if not all(math.isfinite(v) for v in coords):
+            raise InputError(path, f"object {name!r} has a non-finite bndbox coordinate {coords}")
+        xmin, ymin, xmax, ymax = coords
         box = (int(round(xmin)) - 1, int(round(ymin)) - 1, int(round(xmax)), int(round(ymax)))
         out["objects"].append({"name": name, "box": box,
                                "difficult": (obj.findtext("difficult") or "0").strip() == "1",
