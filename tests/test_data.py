@@ -314,6 +314,25 @@ def test_ddp_ranks_get_disjoint_equal_shares(world, mixed):
         SubsetBatchSampler([0, 0], 1, rank=0, world_size=3)
 
 
+@pytest.mark.parametrize("world", [1, 2])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_set_epoch_start_yields_the_tail_of_the_epoch(world, mixed):
+    kinds = _shuffled_kinds()
+    for rank in range(world):
+        kw = dict(shuffle=True, seed=7, rank=rank, world_size=world)
+        s = MixedBatchSampler(len(kinds), 3, **kw) if mixed else SubsetBatchSampler(kinds, 3, **kw)
+        s.set_epoch(2)
+        full, n = list(s), len(s)
+        for k in (0, 1, n // 2, n - 1, n):
+            s.set_epoch(2, start=k)
+            assert list(s) == full[k:] and len(s) == n - k
+            assert list(s) == full[k:]                      # the start holds until the next set_epoch
+        s.set_epoch(3)
+        assert len(s) == n and list(s)[:2] != full[:2]      # a new epoch: its own order, from its first batch
+        with pytest.raises(ValueError, match="start"):
+            s.set_epoch(2, start=n + 1)
+
+
 def test_mixed_batches_mix_kinds_and_cover_every_item():
     kinds = _shuffled_kinds()
     s = MixedBatchSampler(len(kinds), 4, seed=0)
@@ -380,3 +399,28 @@ def test_make_loader_mixed_ddp_and_variable_sizes(shards):
                 assert torch.all(b["image"][n][:, ~valid[n]] == 0)
     with pytest.raises(ValueError, match="sampling"):
         make_loader(ds, 2, sampling="random")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_loader_started_mid_epoch_loads_only_the_batches_it_yields(shards, workers):
+    loaded = []   # (epoch, index) of every sample made in this process
+
+    class Counting(ShardDataset):
+        def __getitem__(self, key):
+            loaded.append(key)
+            return super().__getitem__(key)
+
+    ds = Counting(shards, variant="p+b+i", crop=(12, 14), seed=0)
+    full = _epochs(make_loader(ds, 3, sampling="subset", seed=0), ds, [1], "sampler")[0]
+    assert len(full) == 6
+    loaded.clear()
+    loader = make_loader(ds, 3, sampling="subset", seed=0, num_workers=workers)
+    loader.batch_sampler.set_epoch(1, start=4)
+    tail = [{k: v.clone() for k, v in b.items()} for b in loader]
+    assert len(tail) == len(full) - 4
+    for a, b in zip(full[4:], tail):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    if workers == 0:   # the first four batches were never made
+        assert loaded == [(1, i) for b in full[4:] for i in b["index"].tolist()]
+    ds.set_epoch(1)    # the dataset's set_epoch starts the linked sampler's epoch from its first batch
+    assert len(loader) == 6 and [b["index"].tolist() for b in loader] == [b["index"].tolist() for b in full]

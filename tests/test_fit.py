@@ -1,5 +1,6 @@
 """Training, exact resume, evaluation, predict and DDP on tiny shards made by the real pipeline."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.core.config import LabelsConfig, SourceConfig, TrainConfig, UcmConfig, build, record
 from pipeline.core.errors import InputError
 from pipeline.core.index import write_index
 from pipeline.labels.stage import run_labels
@@ -21,8 +23,8 @@ from pipeline.split import split_ids
 from pipeline.sources.synthetic import generate
 from pipeline.ucm.stage import run_ucm
 
-TINY = {"arch": "small", "batch_size": 4, "crop": [32, 48], "scale": [0.8, 1.2], "epochs": 2,
-        "checkpoint_every": 2, "lr": 0.01, "seed": 3, "threads": 1}
+TINY = TrainConfig(arch="small", batch_size=4, crop=(32, 48), scale=(0.8, 1.2), epochs=2, checkpoint_every=2,
+                   lr=0.01, seed=3, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +32,15 @@ def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     generate(root / "raw", num_train=16, num_val=4, height=40, width=56, num_classes=4, seed=2, progress=False)
     src = root / "source"
-    write_index(load_source({"kind": "synthetic", "root": str(root / "raw")}), src, progress=False)
+    write_index(load_source(SourceConfig(kind="synthetic", root=str(root / "raw"))), src, progress=False)
     images = json.loads((src / "images.json").read_text())["items"]
     train_ids = [r["id"] for r in images if r["split"] == "train"]
     assignment = split_ids(train_ids, set(train_ids), counts={"pixel": 4, "box": 6, "image": 6}, seed=0)
     (root / "split.json").write_text(json.dumps({"format": "mixseg-split", "version": 1, "seed": 0,
                                                  "assignment": assignment}))
-    run_ucm(src / "images.json", root / "ucm", {"workers": 1, "shard_size": 8}, progress=False)
+    run_ucm(src / "images.json", root / "ucm", UcmConfig(workers=1, shard_size=8), progress=False)
     run_labels(src / "images.json", src / "annotations.json", root / "split.json", root / "ucm", root / "labels",
-               {"workers": 1, "shard_size": 8}, progress=False)
+               LabelsConfig(strategy="ucm", workers=1, shard_size=8), progress=False)
     return root / "labels"
 
 
@@ -54,23 +56,38 @@ def test_training_runs_and_writes_a_model(shards, tmp_path):
     assert (tmp_path / "m/live").exists()
 
 
-def test_interrupted_training_resumes_the_same_sequence_of_losses(shards, tmp_path):
+@pytest.mark.parametrize("cfg,stop_at", [(TINY, 4), (dataclasses.replace(TINY, sampling="subset", checkpoint_every=3), 2)],
+                         ids=["mixed", "subset"])
+def test_interrupted_training_resumes_the_same_sequence_of_losses(shards, tmp_path, monkeypatch, cfg, stop_at):
+    """p+b: 10 images in 3 batches an epoch, 6 iterations; the run stops mid-epoch (after
+    batch 1 of epoch 1, or batch 2 of epoch 0) and resumes there."""
+    from train.data import ShardDataset
     from train.fit import train
-    full = train(TINY, shards, tmp_path / "a", "p+b", progress=False)["losses"]
+    loaded = []   # every (epoch, index) a run makes a sample of
+    getitem = ShardDataset.__getitem__
+    monkeypatch.setattr(ShardDataset, "__getitem__", lambda ds, key: loaded.append(key) or getitem(ds, key))
+    full = train(cfg, shards, tmp_path / "a", "p+b", progress=False)["losses"]
+    full_loaded, loaded[:] = list(loaded), []
     assert len(full) >= 4
-    first = train(TINY, shards, tmp_path / "b", "p+b", max_iterations=3, progress=False)["losses"]
+    first = train(cfg, shards, tmp_path / "b", "p+b", max_iterations=stop_at, progress=False)["losses"]
     assert not (tmp_path / "b/model.pt").exists() and (tmp_path / "b/checkpoint.pt").exists()
-    rest = train(TINY, shards, tmp_path / "b", "p+b", progress=False)["losses"]
+    logs = []
+    rest = train(cfg, shards, tmp_path / "b", "p+b", progress=False, log=logs.append)["losses"]
+    assert logs[0] == f"resuming p+b at iteration {stop_at}/6" and len(full) == 6
     assert first + rest == full  # bit-identical on CPU
-    torch.testing.assert_close(torch.load(tmp_path / "a/model.pt", weights_only=False)["model"],
-                               torch.load(tmp_path / "b/model.pt", weights_only=False)["model"])
+    # the resumed run made exactly the samples the uninterrupted run made after its third batch: none twice
+    assert loaded == full_loaded
+    a = torch.load(tmp_path / "a/model.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b/model.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_checkpoint_from_other_settings_is_not_resumed(shards, tmp_path):
     from train.fit import train
     train(TINY, shards, tmp_path / "c", "p", max_iterations=1, progress=False)
     logs = []
-    summary = train({**TINY, "lr": 0.02}, shards, tmp_path / "c", "p", progress=False, log=logs.append)
+    summary = train(dataclasses.replace(TINY, lr=0.02), shards, tmp_path / "c", "p", progress=False,
+                    log=logs.append)
     assert any("starting afresh" in m for m in logs)
     assert summary["iterations"] == summary["total_iterations"]
 
@@ -116,8 +133,9 @@ def test_torchrun_ddp_two_processes_gloo(shards, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(
         "import json, sys\n"
+        "from pipeline.core.config import TrainConfig, build\n"
         "from train.fit import train\n"
-        f"cfg = {json.dumps(TINY)}\n"
+        f"cfg = build(TrainConfig, json.loads({json.dumps(record(TINY))!r}), 'train')\n"
         f"s = train(cfg, {str(shards)!r}, {str(tmp_path / 'ddp')!r}, 'p+b+i', progress=False)\n"
         "import torch.distributed as dist\n"
         f"open({str(tmp_path)!r} + f'/rank{{dist.get_rank()}}.json', 'w').write(json.dumps(s))\n")
@@ -138,22 +156,21 @@ def test_torchrun_ddp_two_processes_gloo(shards, tmp_path):
 
 
 def test_learning_rate_warm_up_and_schedules_by_hand():
-    from train.fit import lr_at, train_config
-    c = train_config({"lr": 0.1, "warmup": 10, "schedule": "constant"})
+    from train.fit import lr_at
+    c = TrainConfig(lr=0.1, warmup=10, schedule="constant")
     assert [round(lr_at(c, it, 100), 6) for it in (0, 4, 9, 10, 99)] == [0.01, 0.05, 0.1, 0.1, 0.1]
     # the warm-up never takes more than a fifth of the run: 20 iterations -> 4 warm-up iterations
     assert [round(lr_at(c, it, 20), 6) for it in (0, 1, 3, 4)] == [0.025, 0.05, 0.1, 0.1]
-    poly = train_config({"lr": 0.1, "warmup": 0, "schedule": "poly"})
+    poly = TrainConfig(lr=0.1, warmup=0, schedule="poly")
     assert lr_at(poly, 0, 100) == pytest.approx(0.1)
     assert lr_at(poly, 50, 100) == pytest.approx(0.1 * 0.5 ** 0.9)
-    step = train_config({"lr": 0.1, "warmup": 0, "schedule": "step"})
+    step = TrainConfig(lr=0.1, warmup=0, schedule="step")
     assert [lr_at(step, it, 90) for it in (0, 29, 30, 60)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
 
 
 def test_paper_mode_is_the_papers_setting_whatever_the_practical_defaults():
-    from train.fit import train_config
-    c = train_config({"mode": "paper"})
-    assert (c["batch_size"], c["crop"], c["sampling"], c["reduction"]) == (1, None, "subset", "paper")
-    assert (c["lr"], c["schedule"], c["warmup"], c["momentum"], c["weight_decay"]) == (1e-4, "constant", 0, 0.9, 5e-4)
-    practical = train_config({})
-    assert (practical["reduction"], practical["sampling"], practical["warmup"]) == ("mean", "mixed", 100)
+    c = build(TrainConfig, {"mode": "paper"}, "train")
+    assert (c.batch_size, c.crop, c.sampling, c.reduction) == (1, None, "subset", "paper")
+    assert (c.lr, c.schedule, c.warmup, c.momentum, c.weight_decay) == (1e-4, "constant", 0, 0.9, 5e-4)
+    practical = build(TrainConfig, {}, "train")
+    assert (practical.reduction, practical.sampling, practical.warmup) == ("mean", "mixed", 100)

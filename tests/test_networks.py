@@ -329,3 +329,16 @@ def test_bad_requests_raise(tmp_path):
     with pytest.raises(ValueError, match="no ImageNet backbone"):
         load_imagenet_weights(build_model("small", NUM_CLASSES), path)
     assert isinstance(meta_model("deeplab_aspp_resnet101"), DeepLabASPP)
+
+
+def test_every_arch_the_config_accepts_builds():
+    import typing
+
+    from pipeline.core import config
+    assert set(typing.get_args(typing.get_type_hints(config.TrainConfig)["arch"])) == set(config.ARCHS)
+    for arch in config.ARCHS:
+        model = meta_model(arch)
+        assert count_parameters(model) > 0
+        assert tuple(model(torch.empty(1, 3, 9, 11, device="meta")).shape) == (1, NUM_CLASSES, 9, 11), arch
+    with pytest.raises(ValueError, match=", ".join(config.ARCHS)):
+        build_model("resnet", NUM_CLASSES)

@@ -24,7 +24,9 @@ after normalisation, bits 0 = ignored), and a horizontal flip.  Its random numbe
 come from ``(seed, epoch, index)`` alone, so a sample does not depend on the
 worker that made it or on what was drawn before: resuming at an epoch gives the
 same samples.  The batch samplers hand the epoch to the workers with every index
-(``(epoch, index)`` pairs), so persistent workers follow ``set_epoch`` too.
+(``(epoch, index)`` pairs), so persistent workers follow ``set_epoch`` too, and
+``set_epoch(epoch, start=k)`` starts the epoch at its batch k: a run resumed mid-epoch
+loads only the batches it uses.
 
 ``SubsetBatchSampler`` makes every batch from one subset (the paper: "each
 mini-batch from one subset") and spreads each subset's batches evenly over the
@@ -41,11 +43,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pipeline.core.config import VARIANTS
 from pipeline.core.shards import KIND_CODE, ShardReader
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-VARIANTS = ("p", "p+i", "p+b", "p+b+i", "ub")
 _VARIANT_KINDS = {"p": ("pixel",), "p+i": ("pixel", "image"), "p+b": ("pixel", "box"),
                   "p+b+i": ("pixel", "box", "image"), "ub": ("pixel", "box", "image")}
 _MEAN = np.array(MEAN, np.float32) * 255
@@ -260,7 +262,9 @@ class SubsetBatchSampler(Sampler):
     u = 1/2, or uniform random when shuffling), i.e. interleaved in proportion to the
     subsets' sizes.  The order depends on ``(seed, epoch)`` only, the same on every
     rank; rank r of world_size w takes batches r, r + w, ... of it cut to a multiple of
-    w, so the ranks get disjoint shares of equal length.  ``with_epoch`` yields
+    w, so the ranks get disjoint shares of equal length.  ``set_epoch(epoch, start=k)``
+    skips the first k batches of this rank's share without making them (resuming
+    mid-epoch); ``len`` counts the batches an iteration yields.  ``with_epoch`` yields
     ``(epoch, index)`` pairs for :class:`ShardDataset` instead of plain indices.
     """
 
@@ -276,7 +280,7 @@ class SubsetBatchSampler(Sampler):
         self.batch_size, self.shuffle, self.seed, self.drop_last = int(batch_size), bool(shuffle), int(seed), \
             bool(drop_last)
         self.rank, self.world_size, self.with_epoch = int(rank), int(world_size), bool(with_epoch)
-        self.epoch = 0
+        self.epoch, self.start = 0, 0
         self._groups = [np.flatnonzero(self.kinds == k) for k in np.unique(self.kinds)]
         per = [len(g) // self.batch_size if self.drop_last else -(-len(g) // self.batch_size)
                for g in self._groups]
@@ -286,11 +290,15 @@ class SubsetBatchSampler(Sampler):
             raise ValueError(f"{total} batches of {self.batch_size} cannot be shared by {self.world_size} ranks")
         self._total = total - total % self.world_size
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch ``epoch``'s batches from this rank's batch ``start`` on (0 = all)."""
+        per_rank = self._total // self.world_size
+        if not 0 <= start <= per_rank:
+            raise ValueError(f"start must be in 0..{per_rank} (batches of this rank), got {start}")
+        self.epoch, self.start = int(epoch), int(start)
 
     def __len__(self):
-        return self._total // self.world_size
+        return self._total // self.world_size - self.start
 
     def epoch_batches(self) -> list[list[int]]:
         """All batches of this epoch in order, before sharing among ranks."""
@@ -308,7 +316,7 @@ class SubsetBatchSampler(Sampler):
 
     def __iter__(self):
         batches = self.epoch_batches()[:self._total]
-        for b in batches[self.rank::self.world_size]:
+        for b in batches[self.rank::self.world_size][self.start:]:
             yield [(self.epoch, i) for i in b] if self.with_epoch else b
 
 
@@ -344,7 +352,8 @@ def make_loader(dataset: ShardDataset, batch_size: int, sampling: str = "subset"
     """A DataLoader over ``dataset`` with subset (one kind per batch) or mixed batches.
 
     ``loader.batch_sampler.set_epoch(e)`` or ``dataset.set_epoch(e)`` (linked) picks the
-    epoch's shuffle and augmentation; workers are persistent and get the epoch with each
+    epoch's shuffle and augmentation (``loader.batch_sampler.set_epoch(e, start=k)``
+    from the epoch's batch k on); workers are persistent and get the epoch with each
     index.  Memory is pinned only when CUDA is available.
     """
     kwargs = dict(shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size,

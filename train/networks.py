@@ -45,10 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-log = logging.getLogger(__name__)
+from pipeline.core.config import ARCHS
 
-ARCHS = ("fcn32s", "fcn16s", "fcn8s", "deeplab_largefov", "deeplab_aspp_resnet50",
-         "deeplab_aspp_resnet101", "small")
+log = logging.getLogger(__name__)
 
 # torchvision's VGG16 ("D") configuration: conv widths, "M" = max pool.
 # features indices: conv at 0,2 | pool 4 | 5,7 | pool 9 | 10,12,14 | pool 16 |

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.core.fileio import atomic_path, voc_palette
 from pipeline.core.shards import ShardReader, bitsets_to_class_map
+
+from .evaluate import predict_class_map
 
 VARIANT_LABELS = {"p": "pixel", "p+i": "pixel+image", "p+b": "pixel+box", "p+b+i": "pixel+box+image",
                   "ub": "upper bound (all pixel)"}
@@ -58,13 +59,11 @@ def fig6(results: dict, path) -> None:
     plt.close(fig)
 
 
-@torch.no_grad()
 def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
     """Rows: validation images; columns: image, ground truth, each variant's prediction."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .data import normalize
     reader = ShardReader(shard_dir, split="val")
     ids = reader.ids[:: max(1, len(reader.ids) // n_images)][:n_images]
     pal = voc_palette()
@@ -75,7 +74,7 @@ def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
         truth = bitsets_to_class_map(reader.truth(image_id))
         panels = [("image", image), ("ground truth", pal[truth])]
         for v, model in models.items():
-            pred = model(normalize(image)[None])[0].argmax(0).numpy().astype(np.uint8)
+            pred = predict_class_map(model, image).astype(np.uint8)
             panels.append((v, pal[pred]))
         for c, (title, p) in enumerate(panels):
             axes[r, c].imshow(p)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from pipeline.core.config import BoxStrategy, LabelsConfig, QualityConfig
 from pipeline.core.errors import InputError
 from pipeline.core.index import load_annotations, load_images, read_mask
+from pipeline.core.metrics import confusion_matrix, segmentation_metrics
 from pipeline.core.shards import UcmReader, bit_count, decode_bitsets
 from pipeline.labels.strategies import box_soft_labels, fetch_inputs
 from pipeline.split import load_split
@@ -35,40 +36,32 @@ def soft_confusion(labels: np.ndarray, truth_map: np.ndarray, num_classes: int) 
     """(C+1, C+1) float64 confusion, rows = truth, columns = label (soft pixels split 1/K).
 
     ``labels``: (H, W) bitsets; ``truth_map``: (H, W) uint8 class map, 255 = void.
-    Pixels with no label bit or void truth are left out.
+    Pixels with no label bit or void truth are left out.  A pixel with K label bits
+    is K weighted entries of :func:`pipeline.core.metrics.confusion_matrix`, 1/K each;
+    the single-class pixels come first (their counts stay exact integers).
     """
     n = num_classes
     valid = (labels != 0) & (truth_map < n)
     lab = labels[valid]
     tru = truth_map[valid].astype(np.int64)
     counts = bit_count(lab)
-    conf = np.zeros((n, n), np.float64)
     single = counts == 1
-    if single.any():
-        pred = np.log2(lab[single].astype(np.float64)).astype(np.int64)
-        conf += np.bincount(tru[single] * n + pred, minlength=n * n).reshape(n, n)
-    multi = ~single
-    if multi.any():
-        bits = decode_bitsets(lab[multi], n).astype(np.float64)
-        bits /= counts[multi, None]
-        np.add.at(conf, tru[multi], bits)
-    return conf
-
-
-def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
-    """Per-class IoU (NaN for a class absent from both truth and labels)."""
-    tp = np.diag(conf)
-    denom = conf.sum(0) + conf.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, tp / denom, np.nan)
+    pix, cls = np.nonzero(decode_bitsets(lab[~single], n))  # pixel-major: each cell adds up in pixel order
+    pred = np.concatenate([np.log2(lab[single].astype(np.float64)).astype(np.int64), cls])
+    truth = np.concatenate([tru[single], tru[~single][pix]])
+    weights = np.concatenate([np.ones(int(single.sum())), 1.0 / counts[~single][pix]])
+    return confusion_matrix(pred, truth, n, weights)
 
 
 def summarize(conf, fg_stats, box_px, box_labelled, seconds, n_boxes, n_fallback, classes) -> dict:
-    iou = iou_from_confusion(conf)
+    """One strategy's scores (module docstring) from its accumulated confusion ``conf``,
+    ``fg_stats`` = (foreground pixels right, labelled, true), the box pixels and how many
+    of them got a label, the labelling time, the boxes and the fallback boxes."""
+    scores = segmentation_metrics(conf, classes, digits=2)
     tp_fg, label_fg, true_fg = fg_stats
     return {
-        "miou": round(float(np.nanmean(iou)) * 100, 2) if np.isfinite(iou).any() else None,
-        "per_class_iou": {c: (None if np.isnan(v) else round(float(v) * 100, 2)) for c, v in zip(classes, iou)},
+        "miou": None if np.isnan(scores["mIU"]) else scores["mIU"],
+        "per_class_iou": scores["per_class_iou"],
         "fg_precision": round(100 * tp_fg / max(label_fg, 1e-9), 2),
         "fg_recall": round(100 * tp_fg / max(true_fg, 1e-9), 2),
         "box_labelled": round(100 * box_labelled / max(box_px, 1), 2),
