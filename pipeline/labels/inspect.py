@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.core.config import STRATEGIES, ConfigError, LabelsConfig, build
 from pipeline.labels.ucm_rules import box_scale_masks
 from pipeline.core.errors import InputError
-from pipeline.core.fileio import voc_palette
+from pipeline.core.palette import class_palette
 from pipeline.core.shards import KINDS, ShardReader, UcmReader, bit_count, decode_bitsets
 
 UNCERTAIN_RGB = (255, 255, 255)
@@ -51,10 +51,11 @@ def shard_summary(path) -> str:
     return "\n".join(lines)
 
 
-def colorize(bitsets: np.ndarray, num_classes: int) -> np.ndarray:
-    """(H, W) bitsets -> (H, W, 3) uint8: class colours, soft pixels the mean of
-    their classes' colours, ignored pixels white."""
-    pal = voc_palette()[:num_classes].astype(np.float64)
+def colorize(bitsets: np.ndarray, classes) -> np.ndarray:
+    """(H, W) bitsets -> (H, W, 3) uint8: class colours (:func:`class_palette`), soft
+    pixels the mean of their classes' colours, ignored pixels white."""
+    num_classes = len(classes)
+    pal = class_palette(classes).astype(np.float64)
     onehot = decode_bitsets(bitsets, num_classes).astype(np.float64)
     k = bit_count(bitsets).astype(np.float64)
     rgb = onehot @ pal / np.maximum(k, 1)[..., None]
@@ -81,6 +82,22 @@ def shard_strategy(reader: ShardReader):
         raise InputError(reader._shards.paths[0], f"recorded labels params do not read: {e}") from None
 
 
+def _legend(label, truth, classes, pal) -> list:
+    """Legend patches: the classes present in the label or truth, then ``ignored`` (the
+    label's pixels with no class) and ``void`` (the truth's) only when there are some."""
+    from matplotlib.patches import Patch
+    maps = [m for m in (label, truth) if m is not None]
+    if not maps:
+        return []
+    present = np.logical_or.reduce([decode_bitsets(np.unique(m), len(classes)).any(0) for m in maps])
+    handles = [Patch(fc=pal[c], ec="0.5", label=classes[c]) for c in np.flatnonzero(present)]
+    for name, m in (("ignored in the label", label), ("void in the truth", truth)):
+        n = 0 if m is None else int((m == 0).sum())
+        if n:
+            handles.append(Patch(fc="white", ec="0.5", label=f"white: {name} ({n} px)"))
+    return handles
+
+
 def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[Path]:
     """Render Fig. 4 (one box: image, UCM, box, scale masks, final mask) and
     Fig. 5 (image, truth, boxes, final soft label) for one image; returns PNG paths."""
@@ -96,12 +113,13 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
     image = r.image(image_id)
     label, truth, boxes = r.label(image_id), r.truth(image_id), r.boxes(image_id)
     n = r.num_classes
-    pal = voc_palette() / 255.0
+    pal = class_palette(r.classes) / 255.0
     written = []
 
     # Fig. 5: the whole image
-    panels = [("image", image), ("ground truth", None if truth is None else colorize(truth, n)),
-              ("boxes", image), (f"final label ({r.kind(image_id)})", None if label is None else colorize(label, n))]
+    panels = [("image", image), ("ground truth", None if truth is None else colorize(truth, r.classes)),
+              ("boxes", image),
+              (f"final label ({r.kind(image_id)})", None if label is None else colorize(label, r.classes))]
     panels = [(t, p) for t, p in panels if p is not None]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
     for ax, (title, p) in zip(np.atleast_1d(axes), panels):
@@ -112,10 +130,14 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
             for b in boxes:
                 ax.add_patch(Rectangle((b["x0"] - 0.5, b["y0"] - 0.5), b["x1"] - b["x0"], b["y1"] - b["y0"],
                                        fill=False, lw=1.5, color=pal[b["cls"]]))
-                ax.text(b["x0"], b["y0"], r.classes[b["cls"]], fontsize=6, color="w",
+                right = b["x0"] > image.shape[1] / 2  # anchor the name inside the image, never clipped
+                ax.text(b["x1"] - 0.5 if right else b["x0"] - 0.5, b["y0"] - 0.5, r.classes[b["cls"]], fontsize=6,
+                        color="w", ha="right" if right else "left", va="top", clip_on=True,
                         bbox=dict(fc=pal[b["cls"]], lw=0, pad=0.5))
-    fig.suptitle(f"{image_id}: white = ignored, mixed colours = soft (multi-class) pixels", fontsize=9)
-    fig.tight_layout()
+    fig.legend(handles=_legend(label, truth, r.classes, pal), loc="lower center",
+               ncol=6, fontsize=7, frameon=False)
+    fig.suptitle(f"{image_id}: mixed colours = soft (multi-class) pixels", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     p5 = out_dir / f"{image_id}_fig5.png"
     fig.savefig(p5, dpi=110)
     plt.close(fig)
@@ -137,7 +159,7 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
             kind = "enclosed" if rule == "enclosed" else "centre region"
             panels += [(f"(d) t = {t:g} ({kind})", m) for t, m in zip(thresholds, masks)]
             if label is not None:
-                panels.append(("(e) final label", colorize(label[y0:y1, x0:x1], n)))
+                panels.append(("(e) final label", colorize(label[y0:y1, x0:x1], r.classes)))
             fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 2.8))
             axes[0].imshow(image)
             axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2,
