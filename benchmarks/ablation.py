@@ -14,6 +14,7 @@ val set, and joins the label quality of ``metrics/label_quality.json``.  Scratch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -24,8 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.core.config import ConfigError, load_config, record  # noqa: E402
 from pipeline.labels.stage import run_labels  # noqa: E402
-from pipeline.core.config import load_params  # noqa: E402
 from train.evaluate import evaluate_model  # noqa: E402
 from train.fit import load_model, train  # noqa: E402
 
@@ -45,25 +46,29 @@ def main(argv=None):
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "ablation.json"))
     args = ap.parse_args(argv)
 
-    params = load_params(args.params)
-    strategies = args.strategies or list((params.get("quality") or {}).get("strategies", ["ucm", "raw_box"]))
+    params = load_config(args.params)
+    strategies = args.strategies or list(params.quality.strategies)
+    try:  # the labels section with each strategy: a bad name is refused here, before anything runs
+        labels = {s: dataclasses.replace(params.labels, strategy=s) for s in strategies}
+    except ConfigError as e:
+        ap.error(f"--strategies: {e.reason}")
     quality = json.loads(Path(args.quality).read_text()) if Path(args.quality).exists() else {}
     data, work = Path(args.data), Path(args.work)
-    cfg = dict(params.get("train") or {})
-    seeds = args.seeds or [int(cfg.get("seed", 0))]
+    cfg = params.train
+    seeds = args.seeds or [cfg.seed]
     rows = {}
     for s in strategies:
         t0 = time.perf_counter()
         labels_dir = work / s / "labels"
         if not (args.reuse and labels_dir.exists()):
-            lab = dict(params.get("labels") or {}, strategy=s)
             run_labels(data / "source" / "images.json", data / "source" / "annotations.json", data / "split.json",
-                       data / "ucm", labels_dir, lab, progress=False)
+                       data / "ucm", labels_dir, labels[s], progress=False)
         per_seed = {}
         for seed in seeds:
-            out = work / s / ("model" if seed == int(cfg.get("seed", 0)) else f"model-seed{seed}")
+            out = work / s / ("model" if seed == cfg.seed else f"model-seed{seed}")
             if not (args.reuse and (out / "model.pt").exists()):
-                train(dict(cfg, seed=seed), labels_dir, out, args.variant, progress=False, log=lambda m: None)
+                train(dataclasses.replace(cfg, seed=seed), labels_dir, out, args.variant, progress=False,
+                      log=lambda m: None)
             per_seed[seed] = evaluate_model(load_model(out / "model.pt")[0], labels_dir)[0]["mIU"]
         q = quality.get(s, {})
         mious = np.array(list(per_seed.values()))
@@ -84,7 +89,7 @@ def main(argv=None):
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"variant": args.variant, "train": cfg, "seeds": seeds, "rows": rows,
+    Path(args.out).write_text(json.dumps({"variant": args.variant, "train": record(cfg), "seeds": seeds, "rows": rows,
                                           "table": text}, indent=1) + "\n")
     print(f"wrote {args.out}")
 

@@ -12,10 +12,10 @@ halvings of the image ids:
 * the chosen setting, ``raw_box`` and the fixed defaults are scored on the OTHER half (held out).
 
 Because every grid point is scored on both halves, the held-out score of the setting chosen on one
-half is its grid score on the other.  Alpha is varied through the strategy name (``ucm_a0.25``, see
-``pipeline.labels.strategies.parse_strategy``) so that one ``score_strategies`` call scores all alphas of a
-(span, band) pair from the same UCM and mask reads.  For reference the same grid search is also run on
-all the images (the in-sample figure).
+half is its grid score on the other.  Alpha is varied through the strategy name (``ucm_a0.25``, resolved by
+``LabelsConfig.box_strategy``, see ``pipeline.core.config.parse_strategy``) so that one ``score_strategies``
+call scores all alphas of a (span, band) pair from the same UCM and mask reads.  For reference the same grid
+search is also run on all the images (the in-sample figure).
 
 One process: UCMs are computed once into ``--work`` (workers 1), the index with one job.
 
@@ -33,6 +33,7 @@ for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLA
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import itertools  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -45,10 +46,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import fresh, git_commit, log  # noqa: E402
+from pipeline.core.config import CamvidOptions, SourceConfig, load_config, record  # noqa: E402
 from pipeline.core.fileio import write_json  # noqa: E402
 from pipeline.core.index import load_annotations, load_images, write_index  # noqa: E402
-from pipeline.labels.stage import label_params  # noqa: E402
-from pipeline.core.config import load_params  # noqa: E402
 from pipeline.labels.quality import score_strategies  # noqa: E402
 from pipeline.core.shards import UcmReader  # noqa: E402
 from pipeline.sources import load_source  # noqa: E402
@@ -71,21 +71,22 @@ def setting_key(s):
 
 
 def index_camvid(root, index_dir):
-    src = {"kind": "camvid", "root": str(Path(root).resolve()), "camvid": {"train_dirs": ["val"], "val_dirs": []}}
+    src = SourceConfig(kind="camvid", root=str(Path(root).resolve()),
+                       camvid=CamvidOptions(train_dirs=("val",), val_dirs=()))
     dataset = load_source(src)
     write_index(dataset, index_dir, n_jobs=1, progress=False)
     return Path(index_dir) / "images.json", Path(index_dir) / "annotations.json"
 
 
 def score_grid(items, classes, ucms, base, spans, alphas, bands, with_raw=True):
-    """{setting_key: summary} for every grid point on ``items`` (+ ``"raw_box"``)."""
+    """{setting_key: summary} for every grid point on ``items`` (+ ``"raw_box"``); ``base``: a LabelsConfig."""
     out = {}
     strategies = [alpha_name(a) for a in alphas]
     first = True
     for span, band in itertools.product(spans, bands):
-        p = label_params(dict(base, span=span, band=band))
+        p = dataclasses.replace(base, span=span, band=band)
         strat = strategies + (["raw_box"] if with_raw and first else [])
-        res = score_strategies(items, classes, strat, p, ucms, progress=False)
+        res = score_strategies(items, classes, [p.box_strategy(n) for n in strat], ucms, progress=False)
         for a in alphas:
             s = {"span": span, "alpha": a, "band": band}
             out[setting_key(s)] = {**s, **brief(res[alpha_name(a)])}
@@ -122,13 +123,14 @@ def main(argv=None):
     ap.add_argument("--max-ignored", type=float, default=15.0, help="cap on box pixels ignored, %%")
     ap.add_argument("--reuse-ucm", action="store_true", help="keep UCMs already in --work/ucm")
     args = ap.parse_args(argv)
+    bad = [v for v in args.spans + args.bands if v is not None and not 0 <= v <= 1]
+    if bad:  # the grid's configs are made with dataclasses.replace, which does not check ranges
+        ap.error(f"--spans and --bands must be in [0, 1], got {bad[0]:g}")
     t_start = time.perf_counter()
 
-    params = load_params(args.params)
-    ucm_p = {k: v for k, v in (params.get("ucm") or {}).items()}
-    ucm_p = {"method": "mixseg", "scales": [1.0, 2.0, 4.0], "shard_size": 200, **ucm_p, "workers": 1}
-    base = {k: v for k, v in (params.get("labels") or {}).items()}
-    base = dict(label_params(base), strategy="ucm", rule="enclosed", workers=1)
+    cfg = load_config(args.params)
+    ucm_p = dataclasses.replace(cfg.ucm, workers=1)
+    base = dataclasses.replace(cfg.labels, strategy="ucm", rule="enclosed", workers=1)
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -152,8 +154,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     full = score_grid([item[i] for i in ids], classes, ucms, base, args.spans, args.alphas, args.bands)
     log(f"full-set grid in {time.perf_counter() - t0:.0f} s")
-    check = score_strategies([item[i] for i in ids], classes, ["ucm"], label_params(dict(base, **DEFAULT)), ucms,
-                             progress=False)["ucm"]
+    defaults = dataclasses.replace(base, **DEFAULT).box_strategy("ucm")
+    check = score_strategies([item[i] for i in ids], classes, [defaults], ucms, progress=False)["ucm"]
     if dkey in full and check["miou"] != full[dkey]["miou"]:
         raise SystemExit(f"ucm with defaults {check['miou']} != {alpha_name(DEFAULT['alpha'])} {full[dkey]['miou']}")
     in_sample_choice = choose(full, args.max_ignored)
@@ -228,8 +230,8 @@ def main(argv=None):
         "camvid": str(Path(args.camvid).resolve()),
         "grid": {"span": args.spans, "alpha": args.alphas, "band": args.bands},
         "max_ignored": args.max_ignored, "seeds": args.seeds, "defaults": DEFAULT,
-        "labels_params": {k: v for k, v in base.items() if k not in ("span", "band", "alpha")},
-        "ucm_params": ucm_p,
+        "labels_params": {k: v for k, v in record(base).items() if k not in ("span", "band", "alpha")},
+        "ucm_params": record(ucm_p),
         "summary": summary, "folds": folds, "in_sample": in_sample,
         "in_sample_grid": full, "half_grids": grids,
         "seconds": round(time.perf_counter() - t_start, 1),

@@ -12,6 +12,7 @@ folder), never to ``models/``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.core.config import load_params  # noqa: E402
+from pipeline.core.config import load_config, record  # noqa: E402
 from train.evaluate import evaluate_model  # noqa: E402
 from train.fit import load_model, train  # noqa: E402
 from train.report import METRICS, VARIANT_LABELS  # noqa: E402
@@ -52,28 +53,28 @@ def main(argv=None):
                     "(e.g. metrics/eval, trained with train.seed of params) as one more seed")
     args = ap.parse_args(argv)
 
-    cfg = dict(load_params(args.params).get("train") or {})
-    variants = args.variants or list(cfg.get("variants", ["p", "p+i", "p+b", "p+b+i", "ub"]))
+    cfg = load_config(args.params).train
+    variants = args.variants or list(cfg.variants)
     runs = {v: {} for v in variants}
     seconds = {}
     if args.with_eval:
         for v in variants:
             m = json.loads((Path(args.with_eval) / f"{v}.json").read_text())
-            runs[v][int(cfg.get("seed", 0))] = {k: m[k] for k in METRICS}
+            runs[v][cfg.seed] = {k: m[k] for k in METRICS}
     for seed in args.seeds:
         for v in variants:
             out = Path(args.work) / f"seed{seed}" / v
             t0 = time.perf_counter()
-            train(dict(cfg, seed=seed), args.labels, out, v, progress=False, log=lambda m: None)
+            train(dataclasses.replace(cfg, seed=seed), args.labels, out, v, progress=False, log=lambda m: None)
             model, _ = load_model(out / "model.pt")
             metrics, _ = evaluate_model(model, args.labels)
             seconds[f"{v}/seed{seed}"] = round(time.perf_counter() - t0, 1)
             runs[v][seed] = {k: metrics[k] for k in METRICS}
             print(f"seed {seed} {v}: " + "  ".join(f"{k} {metrics[k]:.2f}" for k in METRICS), flush=True)
-    text = table(runs, cfg.get("arch", "small"))
+    text = table(runs, cfg.arch)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"train": cfg, "seeds": args.seeds, "runs": runs, "seconds": seconds,
+    Path(args.out).write_text(json.dumps({"train": record(cfg), "seeds": args.seeds, "runs": runs, "seconds": seconds,
                                           "table": text}, indent=1) + "\n")
     print(f"wrote {args.out}")
 

@@ -274,7 +274,8 @@ def test_config_runs_source_to_evaluate(name, datasets, tmp_path, monkeypatch):
     model = torch.load(f"models/{variant}/model.pt", map_location="cpu", weights_only=False, mmap=True)
     cfg = model["meta"]["config"]
     assert model["meta"]["arch"] == config["train"]["arch"]
-    assert (cfg["batch_size"], cfg["crop"], cfg["reduction"], cfg["lr"]) == (1, None, "paper", 1e-4)
+    # the typed TrainConfig's settings: mode paper is what makes the loss Eq. 3's sum (TrainConfig.reduction)
+    assert (cfg["batch_size"], cfg["crop"], cfg["mode"], cfg["lr"]) == (1, None, "paper", 1e-4)
     invoke("evaluate", *P, "--variant", variant, "--no-progress")
     metrics = json.loads(Path(f"metrics/eval/{variant}.json").read_text())
     assert metrics["images"] == 2 and metrics["arch"] == config["train"]["arch"]
