@@ -236,47 +236,47 @@ def _watershed_edges(qh, qv, H, W):
                 lab[stack[i]] = nlab
             nlab += 1
 
-    # flooding
+    # flooding: a bucket queue of edges (pixel << 2 | direction) by level, FIFO within a level.
+    # Pixels 0..N-1 are visited first in order (the seeds: each labelled one queues its edges
+    # to unlabelled neighbours); then the lowest queued edge whose far pixel is unlabelled
+    # labels it and queues its edges, at no lower level than the current one.
     bhead = np.full(_LEVELS, -1, np.int32)
     btail = np.full(_LEVELS, -1, np.int32)
     nxt = np.empty(4 * N, np.int32)
-    for p in range(N):
-        if lab[p] < 0:
-            continue
-        for d in range(4):
-            w = tab[p, d]
-            if w >= 0 and lab[p + offs[d]] < 0:
-                e = 4 * p + d
-                nxt[e] = -1
-                if btail[w] < 0:
-                    bhead[w] = e
-                else:
-                    nxt[btail[w]] = e
-                btail[w] = e
-    for lev in range(_LEVELS):
-        while bhead[lev] >= 0:
+    lev = 0
+    seed = 0
+    while True:
+        if seed < N:
+            q = seed
+            seed += 1
+            if lab[q] < 0:
+                continue
+        else:
+            while lev < _LEVELS and bhead[lev] < 0:
+                lev += 1
+            if lev == _LEVELS:
+                break
             e = bhead[lev]
             bhead[lev] = nxt[e]
             if bhead[lev] < 0:
                 btail[lev] = -1
-            p = e >> 2
-            q = p + offs[e & 3]
+            q = (e >> 2) + offs[e & 3]
             if lab[q] >= 0:
                 continue
-            lab[q] = lab[p]
-            for d in range(4):
-                w = tab[q, d]
-                if w < 0 or lab[q + offs[d]] >= 0:
-                    continue
-                if w < lev:
-                    w = lev
-                e2 = 4 * q + d
-                nxt[e2] = -1
-                if btail[w] < 0:
-                    bhead[w] = e2
-                else:
-                    nxt[btail[w]] = e2
-                btail[w] = e2
+            lab[q] = lab[e >> 2]
+        for d in range(4):
+            w = tab[q, d]
+            if w < 0 or lab[q + offs[d]] >= 0:
+                continue
+            if w < lev:
+                w = lev
+            e = 4 * q + d
+            nxt[e] = -1
+            if btail[w] < 0:
+                bhead[w] = e
+            else:
+                nxt[btail[w]] = e
+            btail[w] = e
     return lab, nlab
 
 
