@@ -25,6 +25,21 @@ UCM_OPTION = click.option("--ucm", "ucm_dir", default="data/ucm", show_default=T
                           help="Folder of the ucm stage's shards.")
 
 
+def with_workers(section, workers):
+    """The section with ``workers`` overridden by the command line's ``--workers``, if given."""
+    return dataclasses.replace(section, workers=workers) if workers else section
+
+
+def run_sharded_stage(metrics, run, *args, **kwargs) -> None:
+    """Run a sharded stage (ucm, labels) on joblib -- or on a Dask cluster when
+    ``$MIXSEG_DASK_SCHEDULER`` is set (pipeline/core/cluster.py) -- and write its summary."""
+    from pipeline.core.cluster import joblib_backend
+    with joblib_backend():
+        summary = run(*args, **kwargs)
+    write_json(metrics, summary)
+    echo_json(summary)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mixseg")
 def main():
@@ -89,14 +104,9 @@ def split(params_path, index_dir, out):
 @reports_errors
 def ucm(params_path, images, out, metrics, workers, progress):
     """Compute an ultrametric contour map (ucm2) per training image."""
-    from pipeline.core.cluster import joblib_backend
     from pipeline.ucm.stage import run_ucm
-    p = config(params_path).ucm
-    p = dataclasses.replace(p, workers=workers) if workers else p
-    with joblib_backend():  # a Dask cluster when $MIXSEG_DASK_SCHEDULER is set (pipeline/core/cluster.py)
-        summary = run_ucm(images, out, p, progress=progress)
-    write_json(metrics, summary)
-    echo_json(summary)
+    p = with_workers(config(params_path).ucm, workers)
+    run_sharded_stage(metrics, run_ucm, images, out, p, progress=progress)
 
 
 @main.command()
@@ -111,15 +121,10 @@ def ucm(params_path, images, out, metrics, workers, progress):
 @reports_errors
 def labels(params_path, index_dir, split_path, ucm_dir, out, metrics, workers, progress):
     """Write each training image's target (mask, box soft labels or tags) to label shards."""
-    from pipeline.core.cluster import joblib_backend
     from pipeline.labels.stage import run_labels
-    p = config(params_path).labels
-    p = dataclasses.replace(p, workers=workers) if workers else p
-    with joblib_backend():  # a Dask cluster when $MIXSEG_DASK_SCHEDULER is set (pipeline/core/cluster.py)
-        summary = run_labels(f"{index_dir}/images.json", f"{index_dir}/annotations.json", split_path, ucm_dir,
-                             out, p, progress=progress)
-    write_json(metrics, summary)
-    echo_json(summary)
+    p = with_workers(config(params_path).labels, workers)
+    run_sharded_stage(metrics, run_labels, f"{index_dir}/images.json", f"{index_dir}/annotations.json", split_path,
+                      ucm_dir, out, p, progress=progress)
 
 
 @main.command()

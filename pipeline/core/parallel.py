@@ -6,6 +6,7 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def plan_shards(ids, shard_size: int) -> list[list[str]]:
 
 def _single_threaded():
     # one worker = one core: keep numba/BLAS/OpenCV from spawning their own threads
-    if multiprocessing.current_process().name != "MainProcess":
+    if multiprocessing.current_process().name != "MainProcess" and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers, quietly
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")

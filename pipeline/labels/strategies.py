@@ -68,11 +68,17 @@ def _paint_masks(shape, dtype, boxes, masks):
     return conf, unc
 
 
+def _needed(inputs: dict, key: str, boxes, s: BoxStrategy):
+    """``inputs[key]``; a ValueError if it is missing while there are boxes to label."""
+    value = inputs.get(key)
+    if value is None and len(boxes):
+        raise ValueError(f"box strategy {s.name!r} needs the {'UCM' if key == 'ucm2' else key}")
+    return value
+
+
 def _ucm_masks(boxes, dtype, s: BoxStrategy, shape, inputs):
-    ucm2 = inputs.get("ucm2")
+    ucm2 = _needed(inputs, "ucm2", boxes, s)
     if ucm2 is None:
-        if len(boxes):
-            raise ValueError(f"box strategy {s.name!r} needs a UCM")
         ucm2 = np.zeros((2 * shape[0] + 1, 2 * shape[1] + 1), np.uint8)
     return ucm_box_masks(ucm2, boxes, dtype, s.thresholds, s.alpha, s.rule, s.margin, s.span, s.band)
 
@@ -112,10 +118,8 @@ def _from_masks(boxes, num_classes, shape, pairs, fallback):
 
 
 def grabcut(boxes, num_classes, s: BoxStrategy, shape, inputs):
-    image = inputs.get("image")
+    image = _needed(inputs, "image", boxes, s)
     if image is None:
-        if len(boxes):
-            raise ValueError("box strategy 'grabcut' needs the image")
         return _from_masks(boxes, num_classes, shape, [], np.zeros(0, bool))
     if image.shape[:2] != tuple(shape):
         raise ValueError(f"image is {image.shape[:2]}, labels are {tuple(shape)}")
@@ -124,10 +128,8 @@ def grabcut(boxes, num_classes, s: BoxStrategy, shape, inputs):
 
 
 def external(boxes, num_classes, s: BoxStrategy, shape, inputs):
-    masks = inputs.get("external")
+    masks = _needed(inputs, "external", boxes, s)
     if masks is None:
-        if len(boxes):
-            raise ValueError("box strategy 'external' needs the external masks")
         return _from_masks(boxes, num_classes, shape, [], np.zeros(0, bool))
     pairs, fallback = masks.box_masks(boxes, tuple(shape))
     return _from_masks(boxes, num_classes, shape, pairs, fallback)
