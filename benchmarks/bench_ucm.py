@@ -137,7 +137,20 @@ def machine(pinned):
             "python": platform.python_version(), "higra": importlib.metadata.version("higra"),
             "numba": importlib.metadata.version("numba"), "numpy": np.__version__, "opencv": cv2.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "repo": str(REPO), "git_commit": git_commit(),
+            "source_note": os.environ.get("BENCH_SOURCE"),  # e.g. which commit a snapshot without .git holds
             "load_start": load_average()}
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 # ----------------------------------------------------------------------------- images
@@ -174,10 +187,13 @@ def synthetic_image(rng, width=500, height=375):
 
 
 def folder_files(folder, limit=None):
+    """The folder's images in name order; with ``limit``, that many evenly spaced over the list."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise SystemExit(f"no images in {folder}")
-    return files[:limit]
+    if limit is not None and limit < len(files):
+        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, max(limit, 1)).round().astype(int)]
+    return files
 
 
 def folder_images(folder, limit):
@@ -407,8 +423,8 @@ def run_sizes(files, factors, scales, repeats, memory):
             row[f"{m}_ms_per_mpx"] = round(ms / mpx, 1)
         row["superpixels_per_mpx"] = round(float(np.median(
             [ucm.superpixels(*ucm.boundary_map(img, scales)).max() + 1 for _, img in imgs])) / mpx, 0)
-        if memory:
-            mems = [peak_memory(p, f, scales) for p in files]
+        if memory:  # first photo only: one fresh process per size
+            mems = [peak_memory(p, f, scales) for p in files[:1]]
             mems = [m for m in mems if m]
             if mems:
                 for key in ("bm_peak_kb", "ws_peak_kb", "total_peak_kb"):
@@ -424,7 +440,7 @@ def run_sizes(files, factors, scales, repeats, memory):
            "includes": {"boundary_map_ms": INCLUDES["boundary_map"], "ours_ws_merge_ms": INCLUDES["ours_ws_merge"],
                         "ours_total_ms": INCLUDES["ours_total"],
                         "ms_per_mpx": "median over photos of the per-photo median over repeats, / megapixels",
-                        "peak_bytes_per_pixel": "fresh process per photo and size: VmHWM (reset via "
+                        "peak_bytes_per_pixel": "first photo only, fresh process per size: VmHWM (reset via "
                                                 "/proc/self/clear_refs) minus VmRSS just before the call, / pixels; "
                                                 "total = max over the two calls, counting the edge maps kept "
                                                 "between them; the input image is not counted"}}
@@ -449,7 +465,8 @@ def main(argv=None):
     ap.add_argument("folder", nargs="?", help="a folder of images")
     ap.add_argument("--camvid", metavar="DIR", help="a folder of CamVid PNGs (e.g. ../shared/data/camvid/val)")
     ap.add_argument("--synthetic", type=int, default=0, metavar="N", help="N random structured 500x375 images")
-    ap.add_argument("--limit", type=int, default=None, help="at most this many images per folder")
+    ap.add_argument("--limit", type=int, default=None, help="at most this many images per folder, evenly spaced "
+                    "over its sorted list")
     ap.add_argument("--repeats", type=int, default=None,
                     help="repeats per image (default 3; quick 1) / per size in --sizes (default 5; quick 2)")
     ap.add_argument("--seed", type=int, default=0)
@@ -480,9 +497,7 @@ def main(argv=None):
     if args.sizes:
         repeats = args.repeats or (2 if args.quick else 5)
         factors = [0.5, 1.0, 2.0] if args.quick else list(args.factors)
-        files = folder_files(folder)
-        n = 1 if args.quick else max(1, args.size_photos)
-        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, n).round().astype(int)]
+        files = folder_files(folder, 1 if args.quick else max(1, args.size_photos))
         result["sizes"] = run_sizes(files, factors, scales, repeats, memory=not args.no_memory)
     else:
         repeats = args.repeats or (1 if args.quick else 3)
