@@ -80,8 +80,8 @@ SIFT_SOURCE = """source:
     sbd: true
 """ + UNUSED_SOURCE_KNOBS
 
-SYNTHETIC = """synthetic:                 # not used by this config (source.kind is not synthetic); kept for dvc.yaml
-  out: data/raw/synthetic
+SYNTHETIC = """synthetic:                 # not used by this config (source.kind is not synthetic)
+  out: []                  # so dvc.yaml generates no synthetic set
   num_train: 600
   num_val: 150
   height: 120

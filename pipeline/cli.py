@@ -61,7 +61,8 @@ def synthetic(params_path, out, progress):
     from pipeline.sources.synthetic import generate
     p = config(params_path).synthetic
     kwargs = {f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "out"}
-    echo_json(generate(out or p.out, progress=progress, **kwargs))
+    for folder in ([out] if out else p.out):
+        echo_json(generate(folder, progress=progress, **kwargs))
 
 
 @main.command()

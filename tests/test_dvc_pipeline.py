@@ -1,5 +1,11 @@
-"""`dvc repro` of the real dvc.yaml on tiny configs, in a throw-away project."""
+"""`dvc repro` of the real dvc.yaml on tiny configs, in a throw-away project.
 
+One whole `dvc repro` (the ``reproduced`` fixture) serves the tests of the outputs and
+the tests of what `dvc status` reports after an edit; those restore what they edit.
+The copy's pipeline/ and train/ are what DVC hashes; `mixseg` runs the installed code.
+"""
+
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +32,11 @@ def run(cmd, cwd, check=True):
     return p
 
 
+SYNTHETIC = "data/raw/synthetic"
+
+
 def tiny_params(**overrides):
+    """The repository's params.yaml on a tiny synthetic set; ``overrides``: ``{"section.key": value}``."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["synthetic"].update(num_train=24, num_val=6, height=48, width=64, n_jobs=1)
     params["source"]["workers"] = 1
@@ -42,7 +52,8 @@ def tiny_params(**overrides):
 def make_project(tmp_path, params) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
-    shutil.copy(REPO / "dvc.yaml", proj)
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, proj)
     for package in ("pipeline", "train"):
         shutil.copytree(REPO / package, proj / package, ignore=shutil.ignore_patterns("__pycache__"))
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -51,10 +62,54 @@ def make_project(tmp_path, params) -> Path:
     return proj
 
 
-def test_default_pipeline_source_to_quality(tmp_path):
-    proj = make_project(tmp_path, tiny_params())
-    out = run("dvc repro labels quality", proj).stdout
-    for stage in ("synthetic", "source", "split", "ucm", "labels", "quality"):
+VARIANTS = ["p", "p+b+i", "ub"]
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    """(project, stdout) of a whole `dvc repro` of the tiny set: three variants, one epoch."""
+    params = tiny_params()
+    params["train"].update(variants=VARIANTS, epochs=1, batch_size=4, crop=[32, 48], threads=1)
+    proj = make_project(tmp_path_factory.mktemp("reproduced"), params)
+    return proj, run("dvc repro", proj).stdout
+
+
+def status(proj, *targets) -> dict:
+    """`dvc status --json`: {stage: [changes]}, {} when everything is up to date."""
+    return json.loads(run(["dvc", "status", "--json", *targets], proj).stdout or "{}")
+
+
+@contextlib.contextmanager
+def appended(path: Path, text: str):
+    """``path`` with ``text`` appended, restored afterwards."""
+    old = path.read_bytes()
+    path.write_bytes(old + text.encode())
+    try:
+        yield
+    finally:
+        path.write_bytes(old)
+
+
+@contextlib.contextmanager
+def changed_params(proj: Path, **changes):
+    """The project's params.yaml with ``{"section.key": value}`` changed, restored afterwards."""
+    path = proj / "params.yaml"
+    old = path.read_bytes()
+    params = yaml.safe_load(old)
+    for key, value in changes.items():
+        section, name = key.split(".")
+        assert params[section][name] != value, key
+        params[section][name] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        yield
+    finally:
+        path.write_bytes(old)
+
+
+def test_default_pipeline_source_to_quality(reproduced):
+    proj, out = reproduced
+    for stage in (f"synthetic@{SYNTHETIC}", "source", "split", "ucm", "labels", "quality"):
         assert f"Running stage '{stage}'" in out
     train = ShardReader(proj / "data/labels", split="train")
     val = ShardReader(proj / "data/labels", split="val")
@@ -74,8 +129,35 @@ def test_default_pipeline_source_to_quality(tmp_path):
     quality = json.loads((proj / "metrics/label_quality.json").read_text())
     assert set(quality) >= {"ucm", "raw_box", "images"} and quality["images"] == 8
     assert 0 < quality["raw_box"]["miou"] <= 100 and quality["raw_box"]["box_ignored"] == 0
-    status = run("dvc status --with-deps labels quality", proj).stdout
-    assert "up to date" in status.lower() or status.strip() == ""
+    for reader in (train, val, ucms):
+        reader.close()
+    assert status(proj) == {}
+
+
+def test_editing_a_reader_module_reruns_the_source_stage(reproduced):
+    proj, _ = reproduced
+    with appended(proj / "pipeline/sources/camvid.py", "# a comment\n"):
+        assert status(proj, "source") == {"source": [{"changed deps": {"pipeline/sources/camvid.py": "modified"}}]}
+        assert status(proj, "ucm") == {}
+    assert status(proj) == {}
+
+
+def test_worker_and_thread_counts_rerun_nothing(reproduced):
+    proj, _ = reproduced
+    with changed_params(proj, **{"train.threads": 2, "train.workers": 1, "train.checkpoint_every": 7,
+                                 "ucm.workers": 2, "labels.workers": 2, "source.workers": 2, "synthetic.n_jobs": 2}):
+        assert status(proj) == {}
+
+
+def test_a_training_knob_reruns_the_train_stages(reproduced):
+    proj, _ = reproduced
+    with changed_params(proj, **{"train.lr": 0.05}):
+        changed = status(proj)
+        assert set(changed) == {f"train@{v}" for v in VARIANTS}
+        assert all(c == [{"changed deps": {"params.yaml": {"train.lr": "modified"}}}] for c in changed.values())
+        dry = run("dvc repro --dry", proj).stdout  # every output is in the workspace: a dry run works
+        assert all(f"Running stage 'train@{v}'" in dry for v in VARIANTS) and "Running stage 'source'" not in dry
+    assert status(proj) == {}
 
 
 def _coco_from_voc(voc: Path, shrink: int) -> dict:
@@ -107,11 +189,11 @@ def test_swapping_the_box_source_reruns_labels_but_not_ucm(tmp_path):
     (mine / "val.txt").write_text((voc / "ImageSets/Segmentation/val.txt").read_text())
     (mine / "boxes.json").write_text(json.dumps(_coco_from_voc(voc, shrink=0)))
     params = tiny_params(**{"source.kind": "boxes", "source.root": "data/mine",
-                            "source.boxes": "data/mine/boxes.json"})
+                            "source.boxes": "data/mine/boxes.json", "synthetic.out": []})
     params["source"]["boxes_source"] = {"images": "images", "masks": "masks", "tags": None,
                                         "classes": "classes.txt", "val_list": "val.txt"}
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run("dvc repro labels quality", proj)
+    assert "synthetic" not in run("dvc repro labels quality", proj).stdout
     ucm_before = {p.name: p.read_bytes() for p in (proj / "data/ucm").iterdir()}
     split_before = (proj / "data/split.json").read_bytes()
     labels_before = ShardReader(proj / "data/labels", split="train")
@@ -145,11 +227,8 @@ def test_bad_input_fails_the_stage_and_leaves_no_output(tmp_path):
     assert not any(n.name.startswith(".") for n in (proj / "data").iterdir())  # no temp file left behind
 
 
-def test_full_pipeline_through_training_and_report(tmp_path):
-    params = tiny_params()
-    params["train"].update(variants=["p", "p+b+i", "ub"], epochs=1, batch_size=4, crop=[32, 48], threads=1)
-    proj = make_project(tmp_path, params)
-    out = run("dvc repro", proj).stdout
+def test_full_pipeline_through_training_and_report(reproduced):
+    proj, out = reproduced
     for stage in ("train@p", "train@p+b+i", "train@ub", "evaluate@p", "evaluate@ub", "report"):
         assert f"Running stage '{stage}'" in out
     table = (proj / "report/results.md").read_text()

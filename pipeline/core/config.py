@@ -27,7 +27,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, Optional
 
 import yaml
@@ -47,7 +47,7 @@ PAPER_THRESHOLDS = (0.25, 0.5, 0.75)
 PAPER_ALPHA = 0.30
 #: The trainable networks (``train/networks.py``) and the variants of the paper's Table 2.
 ARCHS = ("small", "fcn32s", "fcn16s", "fcn8s", "deeplab_largefov", "deeplab_aspp_resnet50",
-         "deeplab_aspp_resnet101")
+         "deeplab_aspp_resnet101", "efficientnet_lite0")
 VARIANTS = ("p", "p+i", "p+b", "p+b+i", "ub")
 SOURCE_KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid")
 
@@ -202,7 +202,7 @@ def record(cfg) -> dict:
 @dataclass(frozen=True)
 class SyntheticConfig:
     """``synthetic``: the embedded dataset, in the PASCAL VOC layout."""
-    out: str = "data/raw/synthetic"
+    out: tuple[str, ...] = ("data/raw/synthetic",)
     num_train: int = knob(600, lo=1)
     num_val: int = knob(150, lo=0)
     height: int = knob(120, lo=8)
@@ -422,7 +422,7 @@ class TrainConfig:
     """
     variants: tuple[Literal["p", "p+i", "p+b", "p+b+i", "ub"], ...] = knob(VARIANTS, nonempty=True)
     arch: Literal["small", "fcn32s", "fcn16s", "fcn8s", "deeplab_largefov", "deeplab_aspp_resnet50",
-                  "deeplab_aspp_resnet101"] = "small"
+                  "deeplab_aspp_resnet101", "efficientnet_lite0"] = "small"
     pretrained: Optional[str] = None
     mode: Literal["practical", "paper"] = "practical"
     sampling: Literal["mixed", "subset"] = "mixed"
@@ -477,6 +477,13 @@ class Config:
     train: TrainConfig = knob(factory=TrainConfig)
 
     def __post_init__(self):
+        root, outs = PurePosixPath(self.source.root), [PurePosixPath(o) for o in self.synthetic.out]
+        if self.source.kind == "synthetic" and not any(root.is_relative_to(o) for o in outs):
+            raise ConfigError("synthetic.out", f"must list source.root ({self.source.root}) when source.kind is "
+                              f"synthetic: dvc.yaml generates the set into each folder of synthetic.out")
+        if self.source.kind != "synthetic" and outs:
+            raise ConfigError("synthetic.out", f"must be [] when source.kind is {self.source.kind}: dvc.yaml "
+                              f"would generate a synthetic set that nothing reads")
         for i, name in enumerate(self.quality.strategies):
             self.labels.box_strategy(name, f"quality.strategies[{i}]")
 
