@@ -126,3 +126,20 @@ def test_evaluate_model_on_the_training_device_counts_every_validation_pixel(val
     assert metrics == {**segmentation_metrics(want, r.classes), "images": 3}
     m1, c1 = evaluate_model(model, val_shards, device="cpu", limit=1)
     assert m1["images"] == 1 and c1.sum() == int((r.truth("v0") != 0).sum())
+
+
+def test_evaluate_model_refuses_a_loaded_model_trained_on_other_classes(val_shards, tmp_path):
+    from pipeline.core.errors import InputError
+    from train.checkpoint import export_model, load_model
+    from train.evaluate import evaluate_model
+    for name, classes in (("same", ["background", "a", "b", "c"]), ("other", ["background", "a", "b", "d"])):
+        export_model(tmp_path / f"{name}.pt", _model(), {"arch": "small", "variant": "p", "classes": classes,
+                                                          "num_classes": NC, "images": 1})
+    model, _ = load_model(tmp_path / "same.pt")
+    assert evaluate_model(model, val_shards)[0]["images"] == 3
+    model, _ = load_model(tmp_path / "other.pt")
+    with pytest.raises(InputError) as e:
+        evaluate_model(model, val_shards)
+    assert str(e.value) == (f"{tmp_path / 'other.pt'}: model was trained on 4 classes (background, a, b, d), but "
+                            f"the shards in {val_shards} have 4 (background, a, b, c): use the model trained on "
+                            f"these shards")

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +40,23 @@ def shards(tmp_path_factory):
     (root / "split.json").write_text(json.dumps({"format": "mixseg-split", "version": 1, "seed": 0,
                                                  "assignment": assignment}))
     run_ucm(src / "images.json", root / "ucm", UcmConfig(workers=1, shard_size=8), progress=False)
-    run_labels(src / "images.json", src / "annotations.json", root / "split.json", root / "ucm", root / "labels",
-               LabelsConfig(strategy="ucm", workers=1, shard_size=8), progress=False)
+    for strategy, out in (("ucm", "labels"), ("raw_box", "labels_raw_box")):  # the second: other labels
+        run_labels(src / "images.json", src / "annotations.json", root / "split.json", root / "ucm", root / out,
+                   LabelsConfig(strategy=strategy, workers=1, shard_size=8), progress=False)
     return root / "labels"
+
+
+def state_dict(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def curves(live):
+    """Every file dvclive wrote under ``live``: relative path -> bytes."""
+    return {str(p.relative_to(live)): p.read_bytes() for p in sorted(Path(live).rglob("*")) if p.is_file()}
 
 
 def test_training_runs_and_writes_a_model(shards, tmp_path):
@@ -73,23 +88,120 @@ def test_interrupted_training_resumes_the_same_sequence_of_losses(shards, tmp_pa
     assert not (tmp_path / "b/model.pt").exists() and (tmp_path / "b/checkpoint.pt").exists()
     logs = []
     rest = train(cfg, shards, tmp_path / "b", "p+b", progress=False, log=logs.append)["losses"]
-    assert logs[0] == f"resuming p+b at iteration {stop_at}/6" and len(full) == 6
+    assert logs == [f"resuming p+b at iteration {stop_at}/6 from {tmp_path / 'b/checkpoint.pt'} "
+                    f"(same label shards, params and code)"] and len(full) == 6
     assert first + rest == full  # bit-identical on CPU
     # the resumed run made exactly the samples the uninterrupted run made after its third batch: none twice
     assert loaded == full_loaded
-    a = torch.load(tmp_path / "a/model.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "b/model.pt", weights_only=False)["model"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
 
 
 def test_a_checkpoint_from_other_settings_is_not_resumed(shards, tmp_path):
     from train.fit import train
-    train(TINY, shards, tmp_path / "c", "p", max_iterations=1, progress=False)
     logs = []
-    summary = train(dataclasses.replace(TINY, lr=0.02), shards, tmp_path / "c", "p", progress=False,
+    train(TINY, shards, tmp_path / "c", "p", max_iterations=1, progress=False, log=logs.append)
+    summary = train(dataclasses.replace(TINY, lr=0.02, epochs=3), shards, tmp_path / "c", "p", progress=False,
                     log=logs.append)
-    assert any("starting afresh" in m for m in logs)
-    assert summary["iterations"] == summary["total_iterations"]
+    ckpt = tmp_path / "c/checkpoint.pt"
+    assert logs == [f"{ckpt}: not found: starting p afresh",
+                    f"{ckpt}: made with other params (train.epochs 2, now 3; train.lr 0.01, now 0.02): starting p "
+                    f"afresh"]
+    assert summary["iterations"] == summary["total_iterations"] == len(summary["losses"])
+
+
+def test_knobs_of_speed_and_logging_do_not_stop_a_resume(shards, tmp_path):
+    from train.fit import train
+    train(TINY, shards, tmp_path / "r", "p", max_iterations=1, progress=False)
+    logs = []
+    fast = dataclasses.replace(TINY, threads=2, workers=1, checkpoint_every=5, log_every=3, variants=("p",))
+    train(fast, shards, tmp_path / "r", "p", progress=False, log=logs.append)
+    assert logs[0].startswith("resuming p at iteration 1/")
+
+
+def test_a_checkpoint_of_other_labels_or_code_is_not_resumed(shards, tmp_path, monkeypatch):
+    """The stale-model bug: a finished checkpoint made on the ucm labels was resumed on the
+    raw-box labels at iteration total/total and exported unchanged as model.pt."""
+    from train import checkpoint
+    from train.fit import train
+    raw_box = shards.parent / "labels_raw_box"
+    train(TINY, shards, tmp_path / "old", "p+b", progress=False)
+    out = tmp_path / "m"
+    shutil.copytree(tmp_path / "old", out)
+    logs = []
+    summary = train(TINY, raw_box, out, "p+b", progress=False, log=logs.append)
+    assert logs == [f"{out / 'checkpoint.pt'}: made with other label shards (their checksums differ): "
+                    f"starting p+b afresh"]
+    assert summary["iterations"] == summary["total_iterations"] == len(summary["losses"]) == 6
+    train(TINY, raw_box, tmp_path / "fresh", "p+b", progress=False)
+    assert (out / "model.pt").read_bytes() == (tmp_path / "fresh/model.pt").read_bytes()   # the model of raw_box
+    assert not same_weights(state_dict(out / "model.pt"), state_dict(tmp_path / "old/model.pt"))
+
+    # an edited trainer module or another version of mixseg: afresh too
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    ckpt["meta"]["code"]["train.losses"] = "0" * 64
+    torch.save(ckpt, out / "checkpoint.pt")
+    logs = []
+    train(TINY, raw_box, out, "p+b", max_iterations=1, progress=False, log=logs.append)
+    assert logs == [f"{out / 'checkpoint.pt'}: made with other code (train/losses.py changed): starting p+b afresh"]
+    monkeypatch.setattr(checkpoint, "__version__", "9.9.9")
+    logs = []
+    train(TINY, raw_box, out, "p+b", max_iterations=1, progress=False, log=logs.append)
+    assert logs == [f"{out / 'checkpoint.pt'}: made with mixseg 0.1.0, now 9.9.9: starting p+b afresh"]
+
+
+def test_a_finished_run_exports_the_same_model_and_curves_again(shards, tmp_path):
+    """`dvc repro` deletes model.pt and live/plots/metrics (outputs) before it reruns the stage:
+    a matching finished checkpoint gives them back, bit for bit; the DVC error was
+    "output 'models/p+b+i/live/plots/metrics' does not exist"."""
+    from train.fit import train
+    out = tmp_path / "done"
+    train(TINY, shards, out, "p+b+i", progress=False)
+    model, live = (out / "model.pt").read_bytes(), curves(out / "live")
+    (out / "model.pt").unlink()
+    shutil.rmtree(out / "live/plots")
+    logs = []
+    summary = train(TINY, shards, out, "p+b+i", progress=False, log=logs.append)
+    assert logs == [f"resuming p+b+i at iteration 8/8 from {out / 'checkpoint.pt'} (same label shards, params and "
+                    f"code): the run is complete, exporting its model"]
+    assert summary["losses"] == [] and (out / "model.pt").read_bytes() == model
+    assert curves(out / "live") == live and (out / "live/plots/metrics/train/loss.tsv").exists()
+
+
+@pytest.mark.parametrize("dvc_deletes_the_curves", [False, True], ids=["files-kept", "dvc-repro"])
+def test_a_resumed_run_writes_the_curves_of_an_uninterrupted_run(shards, tmp_path, dvc_deletes_the_curves):
+    """The bug: after a resume the .tsv files started at the resume step (75 rows against 125).
+    12 iterations, a row every 5 and at the end; interrupted after 7 (a row at 5, two
+    iterations of the next row's window in the checkpoint)."""
+    from train.fit import train
+    cfg = dataclasses.replace(TINY, epochs=4, log_every=5, checkpoint_every=3)
+    train(cfg, shards, tmp_path / "full", "p+b", progress=False)
+    train(cfg, shards, tmp_path / "cut", "p+b", max_iterations=7, progress=False)
+    assert (tmp_path / "cut/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:] == [
+        (tmp_path / "full/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1]]
+    if dvc_deletes_the_curves:
+        shutil.rmtree(tmp_path / "cut/live/plots")
+    train(cfg, shards, tmp_path / "cut", "p+b", progress=False)
+    full = curves(tmp_path / "full/live")
+    assert set(full) >= {"metrics.json", "plots/metrics/train/loss.tsv", "plots/metrics/train/lr.tsv",
+                         "plots/metrics/train/loss_pixel.tsv", "plots/metrics/train/loss_box.tsv"}
+    assert curves(tmp_path / "cut/live") == full
+    steps = [line.split("\t")[0] for line in full["plots/metrics/train/loss.tsv"].decode().splitlines()]
+    assert steps == ["step", "5", "10", "12"]
+
+
+def test_the_progress_bar_starts_at_the_resume_point_with_rate_and_eta(shards, tmp_path, capsys):
+    from train.fit import train
+    train(TINY, shards, tmp_path / "bar", "p", max_iterations=1, progress=True, log=print)
+    first = capsys.readouterr()
+    assert "p:   0%|" in first.err and "0/2 [00:00<?, ?it/s]" in first.err   # drawn before the first batch
+    train(TINY, shards, tmp_path / "bar", "p", progress=True, log=print)
+    second = capsys.readouterr()
+    assert second.out.startswith("resuming p at iteration 1/2")
+    frames = second.err.split("\r")
+    assert "1/2 [00:00<?, ?it/s]" in frames[1]    # initial = the resume point
+    assert "2/2 [" in frames[-1] and "it/s, loss " in frames[-1] and "<00:00" in frames[-1]
+    train(TINY, shards, tmp_path / "quiet", "p", progress=False, log=print)
+    assert capsys.readouterr().err == ""
 
 
 def test_evaluate_report_and_predict_commands(shards, tmp_path, monkeypatch):

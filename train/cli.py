@@ -35,7 +35,7 @@ def train_cmd(params_path, variant, labels_dir, models_dir, progress):
     """Train one variant on the label shards (resumes from its checkpoint)."""
     from .fit import train
     summary = train(config(params_path).train, labels_dir, Path(models_dir) / variant, variant,
-                    progress=progress, log=lambda m: click.echo(m, err=True))
+                    progress=progress, log=lambda m: click.echo(m, err=True), params_file=params_path)
     summary.pop("losses")
     click.echo(json.dumps(summary))
 
@@ -75,15 +75,15 @@ def report_cmd(params_path, metrics_dir, models_dir, labels_dir, out_dir):
     from .fit import load_model
     from .report import fig6, fig7, load_results, results_table
     cfg = config(params_path)
-    results = load_results(metrics_dir, list(cfg.train.variants))
+    results = load_results(metrics_dir, list(cfg.train.variants))   # every variant's, or an error
+    models = {v: load_model(Path(models_dir) / v / "model.pt")[0] for v in results}
     ratio = ":".join(str(r) for r in cfg.split.ratio)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    fig7(models, labels_dir, out / "fig7.png")   # first: it checks the models against the shards
     table = results_table(results, cfg.train.arch, f"Method (p:b:i={ratio})")
     (out / "results.md").write_text(table)
     fig6(results, out / "fig6.png")
-    models = {v: load_model(Path(models_dir) / v / "model.pt")[0] for v in results}
-    fig7(models, labels_dir, out / "fig7.png")
     click.echo(table)
 
 

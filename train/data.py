@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.core.config import VARIANTS
-from pipeline.core.shards import KIND_CODE, ShardReader
+from pipeline.core.shards import KIND_CODE, ShardReader, shard_paths
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -160,6 +160,7 @@ class ShardDataset(Dataset):
     ``ds[i]`` uses the epoch of the last ``set_epoch``; ``ds[(epoch, i)]`` names it (the
     batch samplers pass that form, so worker processes need no epoch of their own).
     ``augment=False`` gives the full image as stored (crop, scale and flip unused).
+    ``paths`` are the shard files it reads (what a checkpoint's label digest covers).
     """
 
     def __init__(self, shard_dir, split: str = "train", variant: str = "p+b+i", crop=None,
@@ -180,6 +181,7 @@ class ShardDataset(Dataset):
         self.epoch = 0
         self._reader, self._pid = None, None
         reader = self.reader
+        self.paths = shard_paths(shard_dir, f"labels-{split}-*.h5")   # the files it reads
         self.items = variant_items(reader, variant)
         self.ids = [i for i, _ in self.items]
         self.kinds = [k for _, k in self.items]

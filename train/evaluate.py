@@ -11,11 +11,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.core.errors import InputError
 from pipeline.core.metrics import confusion_matrix, segmentation_metrics
 from pipeline.core.shards import ShardReader, bitsets_to_class_map
 
 from .data import normalize
 from .fit import default_device
+
+
+def check_classes(model: torch.nn.Module, reader: ShardReader, shard_dir) -> None:
+    """An InputError naming the model file and both class lists unless ``model`` -- as
+    ``load_model`` returns it (``model.trained_on``) -- was trained on the classes of the
+    shards ``reader`` reads from ``shard_dir``.  A model built in code is not checked."""
+    trained = getattr(model, "trained_on", None)
+    if trained is not None and list(trained["classes"]) != list(reader.classes):
+        raise InputError(trained["path"], f"model was trained on {len(trained['classes'])} classes "
+                                          f"({', '.join(trained['classes'])}), but the shards in {shard_dir} have "
+                                          f"{len(reader.classes)} ({', '.join(reader.classes)}): use the model "
+                                          f"trained on these shards")
+
 
 @torch.no_grad()
 def predict_class_map(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
@@ -44,7 +58,8 @@ def evaluate_model(model, shard_dir, device=None, limit=None, progress=False):
     Parameters
     ----------
     model : torch.nn.Module
-        Moved to ``device`` (in place) and put in eval mode.
+        Moved to ``device`` (in place) and put in eval mode.  One from ``load_model`` must
+        have been trained on the shards' classes (:func:`check_classes`).
     shard_dir : str or os.PathLike
         The labels stage's shards.
     device : torch.device or str, optional
@@ -62,8 +77,9 @@ def evaluate_model(model, shard_dir, device=None, limit=None, progress=False):
         Rows = truth, columns = prediction.
     """
     from tqdm import tqdm
-    model.to(default_device() if device is None else device)
     reader = ShardReader(shard_dir, split="val")
+    check_classes(model, reader, shard_dir)
+    model.to(default_device() if device is None else device)
     n = reader.num_classes
     conf = np.zeros((n, n), np.int64)
     ids = reader.ids[:limit] if limit else reader.ids

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.errors import InputError
 from pipeline.core.fileio import atomic_path, voc_palette
 from pipeline.core.shards import ShardReader, bitsets_to_class_map
 
-from .evaluate import predict_class_map
+from .evaluate import check_classes, predict_class_map
 
 VARIANT_LABELS = {"p": "pixel", "p+i": "pixel+image", "p+b": "pixel+box", "p+b+i": "pixel+box+image",
                   "ub": "upper bound (all pixel)"}
@@ -19,11 +20,30 @@ METRICS = ("pAcc", "mAcc", "mIU", "fwIU")
 
 
 def load_results(metrics_dir, variants) -> dict:
+    """``{variant: its metrics}`` from ``metrics_dir/<variant>.json``, for every one of ``variants``.
+
+    Raises
+    ------
+    InputError
+        Naming every missing file and the command that makes them, or a file that is
+        not an evaluate stage's metrics.
+    """
+    paths = {v: Path(metrics_dir) / f"{v}.json" for v in variants}
+    missing = [v for v, p in paths.items() if not p.is_file()]
+    if missing:
+        raise InputError(", ".join(str(paths[v]) for v in missing),
+                         f"not found (the metrics of {', '.join(missing)} in train.variants): make "
+                         f"{'them' if len(missing) > 1 else 'it'} with "
+                         f"dvc repro {' '.join(f'evaluate@{v}' for v in missing)}")
     out = {}
-    for v in variants:
-        p = Path(metrics_dir) / f"{v}.json"
-        if p.exists():
+    for v, p in paths.items():
+        try:
             out[v] = json.loads(p.read_text())
+            absent = [k for k in METRICS if not isinstance(out[v].get(k), (int, float))]
+        except (ValueError, AttributeError) as e:
+            raise InputError(p, f"not a metrics file of mixseg evaluate ({e})") from None
+        if absent:
+            raise InputError(p, f"not a metrics file of mixseg evaluate (no {', '.join(absent)})")
     return out
 
 
@@ -60,11 +80,14 @@ def fig6(results: dict, path) -> None:
 
 
 def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
-    """Rows: validation images; columns: image, ground truth, each variant's prediction."""
+    """Rows: validation images; columns: image, ground truth, each variant's prediction.
+    Every model must have been trained on the shards' classes (``check_classes``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     reader = ShardReader(shard_dir, split="val")
+    for model in models.values():
+        check_classes(model, reader, shard_dir)
     ids = reader.ids[:: max(1, len(reader.ids) // n_images)][:n_images]
     pal = voc_palette()
     cols = 2 + len(models)
