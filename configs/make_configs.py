@@ -58,6 +58,15 @@ UNUSED_SOURCE_KNOBS = """  boxes_source:
     min_area: 150
     train_dirs: [train]
     val_dirs: [val]
+  classmaps:
+    train: [[images, classmaps]]
+    val: []
+    val_list: null
+    classes: [background, object]
+    void: 255
+    things: []
+    min_area: 150
+    background: true
 """
 
 VOC_SOURCE = """source:

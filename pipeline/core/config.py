@@ -49,7 +49,7 @@ PAPER_ALPHA = 0.30
 ARCHS = ("small", "fcn32s", "fcn16s", "fcn8s", "deeplab_largefov", "deeplab_aspp_resnet50",
          "deeplab_aspp_resnet101", "efficientnet_lite0")
 VARIANTS = ("p", "p+i", "p+b", "p+b+i", "ub")
-SOURCE_KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid")
+SOURCE_KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid", "classmaps")
 
 OnError = Literal["fail", "skip"]
 
@@ -235,9 +235,37 @@ class CamvidOptions:
 
 
 @dataclass(frozen=True)
+class ClassmapsOptions:
+    """``source.classmaps``: any fully labelled dataset -- images + single-channel class maps.
+
+    ``train`` / ``val`` are (image folder, class-map folder) pairs under ``source.root``;
+    a class map ``<id>.png`` belongs to the image ``<id>.*`` beside it.  ``val_list`` (a text
+    file of ids, one a line) moves those training ids to val -- e.g. one half of MSRC's scene
+    groups.  Boxes are the bounding boxes of 8-connected components of at least ``min_area``
+    pixels of each class in ``things`` (``[]``: every class); tags are the classes present.
+    ``background: true`` makes the dataset ``background`` + ``things`` (every other labelled
+    pixel is background, the convention for judging box labels); ``false`` keeps the class
+    list as it is (no background class: every pixel has a class, as in CamVid or Cityscapes).
+    """
+    train: tuple[tuple[str, str], ...] = knob((("images", "classmaps"),), nonempty=True)
+    val: tuple[tuple[str, str], ...] = ()
+    val_list: Optional[str] = None
+    classes: tuple[str, ...] = knob(("background", "object"), nonempty=True)
+    void: int = knob(255, lo=0, hi=65535)
+    things: tuple[str, ...] = ()
+    min_area: int = knob(150, lo=1)
+    background: bool = True
+
+    def __post_init__(self):
+        unknown = [c for c in self.things if c not in self.classes]
+        if unknown:
+            raise ConfigError("things", f"{unknown} not in classes ({', '.join(self.classes)})")
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """``source``: which dataset reader builds the index, from where."""
-    kind: Literal["synthetic", "voc2012", "siftflow", "boxes", "camvid"] = "synthetic"
+    kind: Literal["synthetic", "voc2012", "siftflow", "boxes", "camvid", "classmaps"] = "synthetic"
     root: str = "data/raw/synthetic"
     boxes: str = "auto"
     on_error: OnError = "fail"
@@ -245,6 +273,7 @@ class SourceConfig:
     voc2012: Voc2012Options = knob(factory=Voc2012Options)
     boxes_source: BoxesSourceOptions = knob(factory=BoxesSourceOptions)
     camvid: CamvidOptions = knob(factory=CamvidOptions)
+    classmaps: ClassmapsOptions = knob(factory=ClassmapsOptions)
 
 
 @dataclass(frozen=True)
