@@ -140,7 +140,7 @@ def labels(params_path, index_dir, split_path, ucm_dir, out, metrics, workers, p
 @reports_errors
 def quality(params_path, index_dir, split_path, ucm_dir, out, strategies, progress):
     """Score box-derived labels against the true masks of the box subset, per strategy."""
-    from pipeline.core.config import QualityConfig, config_from_dict, record
+    from pipeline.core.config import config_from_dict, record
     from pipeline.labels.quality import run_quality
     cfg = config(params_path)
     q = cfg.quality

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -69,15 +70,17 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
     mode = policy.mode if policy is not None else None
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
-        jobs = (delayed(_call)(task, ids, tmp / name_of(k), k, mode) for k, ids in enumerate(shards))
+        tick = Ticks(tmp / ".progress") if progress else None
+        jobs = (delayed(_call)(task, ids, tmp / name_of(k), k, mode, tick) for k, ids in enumerate(shards))
         results = [None] * len(shards)
         skipped = []
-        with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
+        with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar, _follow(tick, bar):
             par = Parallel(n_jobs=workers, return_as="generator_unordered")
             for k, n, res, sk in par(jobs):
                 results[k] = res
                 skipped += sk
-                bar.update(n)
+        if tick is not None:
+            tick.path.unlink(missing_ok=True)  # not part of the output
         if policy is not None:
             policy.skipped[:] = sorted(skipped, key=lambda s: str(s["id"]))
             if total and len(skipped) >= total:  # nothing left: fail, keeping the old output
@@ -88,10 +91,70 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
     return results
 
 
-def _call(task, ids, path, k, mode):
+def _call(task, ids, path, k, mode, tick):
     _single_threaded()
+    kwargs = {} if tick is None else {"tick": tick}
     if mode is None:
-        return k, len(ids), task(ids, path), []
+        return k, len(ids), task(ids, path, **kwargs), []
     policy = ErrorPolicy(mode)
-    res = task(ids, path, policy=policy)
+    res = task(ids, path, policy=policy, **kwargs)
     return k, len(ids), res, policy.skipped
+
+
+def each_item(ids, make, policy: ErrorPolicy | None = None, tick=None) -> list[tuple]:
+    """``[(id, make(id))]`` for a shard's ids; an :class:`InputError` goes to ``policy``
+    (``skip``: recorded and left out; ``fail``, the default: raised); ``tick()`` after each id."""
+    policy = policy or ErrorPolicy("fail")
+    out = []
+    for i in ids:
+        try:
+            out.append((i, make(i)))
+        except InputError as e:
+            policy.handle(i, e)
+        if tick is not None:
+            tick()
+    return out
+
+
+class Ticks:
+    """Per-image progress from any worker process (or Dask worker on the shared file
+    system): each call appends one byte to ``path``; the parent follows its size."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.touch()
+
+    def __call__(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b".")
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _follow(tick: Ticks | None, bar):
+    """Move ``bar`` to the number of ticks every 0.2 s while the body runs (and once after);
+    until the first image is done the bar says the workers are starting / compiling."""
+    if tick is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def update():
+        n = tick.path.stat().st_size if tick.path.exists() else bar.n
+        bar.set_postfix_str("" if n else "starting workers, compiling kernels", refresh=False)
+        bar.update(n - bar.n)
+
+    def loop():
+        while not stop.wait(0.2):
+            update()
+    thread = threading.Thread(target=loop, daemon=True)
+    update()
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        update()

@@ -112,7 +112,6 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
     out_dir.mkdir(parents=True, exist_ok=True)
     image = r.image(image_id)
     label, truth, boxes = r.label(image_id), r.truth(image_id), r.boxes(image_id)
-    n = r.num_classes
     pal = class_palette(r.classes) / 255.0
     written = []
 

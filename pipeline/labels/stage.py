@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.core.config import STRATEGIES, LabelsConfig, record
 from pipeline.core.errors import ErrorPolicy, InputError
 from pipeline.core.index import load_annotations, load_images, read_mask
-from pipeline.core.parallel import plan_shards, run_sharded
+from pipeline.core.parallel import each_item, plan_shards, run_sharded
 from pipeline.core.shards import BOX_DTYPE, UcmReader, encode_class_map, write_label_shard
 from pipeline.labels.strategies import box_soft_labels, fetch_inputs
 from pipeline.split import load_split
@@ -65,16 +65,11 @@ def image_record(image: dict, ann: dict, kind: str, classes, params: LabelsConfi
             "boxes": rec_boxes}
 
 
-def _label_shard(ids, path, images, annotations, kinds, classes, params, ucm_dir, policy=None):
-    policy = policy or ErrorPolicy("fail")
+def _label_shard(ids, path, images, annotations, kinds, classes, params, ucm_dir, policy=None, tick=None):
     split = "val" if Path(path).name.startswith("labels-val") else "train"
     ucms = UcmReader(ucm_dir) if (ucm_dir is not None and any(kinds[i] == "box" for i in ids)) else {}
-    records = []
-    for i in ids:
-        try:
-            records.append(image_record(images[i], annotations[i], kinds[i], classes, params, ucms))
-        except InputError as e:  # on_error: skip records it, fail re-raises
-            policy.handle(i, e)
+    records = [r for _, r in each_item(ids, lambda i: image_record(images[i], annotations[i], kinds[i], classes,
+                                                                   params, ucms), policy, tick)]
     write_label_shard(path, records, classes, split, params=record(params), strategies=STRATEGIES)
     return {k: sum(kinds[r["id"]] == k for r in records) for k in ("pixel", "box", "image")}
 

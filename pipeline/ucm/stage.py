@@ -18,7 +18,7 @@ from pipeline.core.config import UcmConfig, record
 from pipeline.core.errors import ErrorPolicy, InputError
 from pipeline.core.fileio import read_image
 from pipeline.core.index import load_images
-from pipeline.core.parallel import plan_shards, run_sharded
+from pipeline.core.parallel import each_item, plan_shards, run_sharded
 from pipeline.core.shards import write_ucm_shard
 from pipeline.ucm.external import external_path, load_external_ucm2
 
@@ -39,16 +39,9 @@ def image_ucm2(image: dict, params: UcmConfig) -> np.ndarray:
     return np.round(ucm_mod.ucm2_higra(eh, ev, method="area") * 255).astype(np.uint8)
 
 
-def _ucm_shard(ids, path, records, params, policy=None):
-    policy = policy or ErrorPolicy("fail")
-    done, ucms = [], []
-    for i in ids:
-        try:
-            ucms.append(image_ucm2(records[i], params))
-            done.append(i)
-        except InputError as e:
-            policy.handle(i, e)
-    write_ucm_shard(path, done, ucms, params=record(params))
+def _ucm_shard(ids, path, records, params, policy=None, tick=None):
+    done = each_item(ids, lambda i: image_ucm2(records[i], params), policy, tick)
+    write_ucm_shard(path, [i for i, _ in done], [u for _, u in done], params=record(params))
     return len(done)
 
 
