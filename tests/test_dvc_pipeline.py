@@ -236,6 +236,6 @@ def test_full_pipeline_through_training_and_report(reproduced):
         assert f"| small-{v} |" in table
         m = json.loads((proj / f"metrics/eval/{v}.json").read_text())
         assert 0 <= m["mIU"] <= 100 and m["images"] == 6
-    assert (proj / "report/fig6.png").exists() and (proj / "report/fig7.png").exists()
+    assert all((proj / "report" / f).exists() for f in ("fig6.png", "fig7.png", "curves.png"))
     plots = run("dvc plots show --json", proj, check=False)
     assert plots.returncode == 0 and "train/loss" in plots.stdout

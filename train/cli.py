@@ -68,12 +68,12 @@ def evaluate_cmd(params_path, variant, labels_dir, models_dir, metrics_dir, prog
 @MODELS_OPTION
 @LABELS_OPTION
 @click.option("--out", "out_dir", default="report", show_default=True,
-              help="Folder for results.md, fig6.png and fig7.png.")
+              help="Folder for results.md, fig6.png, fig7.png and curves.png.")
 @reports_errors
 def report_cmd(params_path, metrics_dir, models_dir, labels_dir, out_dir):
-    """The results table (markdown), Fig. 6 bar chart and Fig. 7 prediction grid."""
+    """The results table (markdown), Fig. 6 bar chart, Fig. 7 prediction grid and the training curves."""
     from .fit import load_model
-    from .report import fig6, fig7, load_results, results_table
+    from .report import fig6, fig7, load_results, results_table, training_curves
     cfg = config(params_path)
     results = load_results(metrics_dir, list(cfg.train.variants))   # every variant's, or an error
     models = {v: load_model(Path(models_dir) / v / "model.pt")[0] for v in results}
@@ -84,6 +84,7 @@ def report_cmd(params_path, metrics_dir, models_dir, labels_dir, out_dir):
     table = results_table(results, cfg.train.arch, f"Method (p:b:i={ratio})")
     (out / "results.md").write_text(table)
     fig6(results, out / "fig6.png")
+    training_curves(models_dir, list(results), out / "curves.png")
     click.echo(table)
 
 

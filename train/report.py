@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import InputError
-from pipeline.core.fileio import atomic_path, voc_palette
+from pipeline.core.fileio import atomic_path
+from pipeline.core.palette import class_palette
 from pipeline.core.shards import ShardReader, bitsets_to_class_map
 
 from .evaluate import check_classes, predict_class_map
@@ -88,10 +89,12 @@ def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
     reader = ShardReader(shard_dir, split="val")
     for model in models.values():
         check_classes(model, reader, shard_dir)
+    from matplotlib.patches import Patch
     ids = reader.ids[:: max(1, len(reader.ids) // n_images)][:n_images]
-    pal = voc_palette()
+    pal = np.full((256, 3), 255, np.uint8)  # void (255) white
+    pal[:reader.num_classes] = class_palette(reader.classes)
     cols = 2 + len(models)
-    fig, axes = plt.subplots(len(ids), cols, figsize=(1.9 * cols, 1.6 * len(ids)), squeeze=False)
+    fig, axes = plt.subplots(len(ids), cols, figsize=(1.9 * cols, 1.6 * len(ids) + 0.6), squeeze=False)
     for r, image_id in enumerate(ids):
         image = reader.image(image_id)
         truth = bitsets_to_class_map(reader.truth(image_id))
@@ -104,8 +107,39 @@ def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
             axes[r, c].axis("off")
             if r == 0:
                 axes[r, c].set_title(title, fontsize=8)
-    fig.tight_layout()
+    handles = [Patch(fc=pal[c] / 255, ec="0.5", label=name) for c, name in enumerate(reader.classes)]
+    handles.append(Patch(fc="white", ec="0.5", label="void (not scored)"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.6 / (1.6 * len(ids) + 0.6), 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     reader.close()
+
+
+def training_curves(models_dir, variants, path) -> None:
+    """The training loss of every variant against iterations (from its dvclive
+    ``live/plots/metrics/train/loss.tsv``), as a PNG: viewable offline, unlike
+    ``dvc plots show``'s HTML, which loads vega from the network."""
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for v in variants:
+        tsv = Path(models_dir) / v / "live" / "plots" / "metrics" / "train" / "loss.tsv"
+        if not tsv.is_file():
+            raise InputError(tsv, f"no training curve for {v} (make it with dvc repro train@{v})")
+        with open(tsv) as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], label=v, lw=1.2)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("training curves (dvclive)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
