@@ -8,34 +8,12 @@ label, **no bit means ignored** (VOC void 255, uncertain box regions).  The
 integer type is the narrowest that holds C+1 bits (uint8 .. uint64).  Image-level
 tags are one bitset per image in the same type.
 
-Label shard (``labels-<split>-NNNNN.h5``)
------------------------------------------
-=====================  =========================  ==========================================
-name                   shape / dtype              meaning
-=====================  =========================  ==========================================
-attrs                                             ``mixseg_format="labels"``, ``format_version``,
-                                                  ``classes`` (JSON list, background first),
-                                                  ``num_classes`` (C+1), ``bitset_dtype``,
-                                                  ``split`` (train/val), ``params`` (JSON),
-                                                  ``code_version``, ``kinds`` (JSON list),
-                                                  ``strategies`` (JSON list)
-``ids``                (N,) str                   image ids, sorted
-``kind``               (N,) uint8                 0 pixel, 1 box, 2 image (``attrs["kinds"]``)
-``height``, ``width``  (N,) int32                 image size in pixels
-``tags``               (N,) bitset                classes present (image-level label)
-``image``              (N,) vlen uint8            the encoded image file (JPEG/PNG bytes)
-``label/<id>``         (H, W) bitset              training target: pixel and box kinds only
-``truth/<id>``         (H, W) bitset              true mask, when the source has one
-``boxes``              (M,) compound              BOX_DTYPE: every box of the shard
-``box_offsets``        (N+1,) int64               boxes of image i: ``boxes[off[i]:off[i+1]]``
-``checksums``          (N,) compound              CHECKSUM_DTYPE, CRC-32 per image of ``image``,
-                                                  ``label``, ``truth`` (0 when absent) and
-                                                  ``meta`` (id, kind, size, tags, boxes); format 2+
-=====================  =========================  ==========================================
-
-UCM shard (``ucm-NNNNN.h5``): attrs ``mixseg_format="ucm"``, ``format_version``,
-``params``, ``code_version``; ``ids`` (N,) str, ``ucm2/<id>`` (2H+1, 2W+1) uint8
-(value / 255 = boundary strength) and (format 2+) ``crc32`` (N,) uint32.
+Label shards (``labels-<split>-NNNNN.h5``: ids, kind, size, tags, encoded image, the
+``label/<id>`` and ``truth/<id>`` maps, boxes) and UCM shards (``ucm-NNNNN.h5``: ids and
+the ``ucm2/<id>`` maps): their attributes and datasets, with dtypes and shapes, are
+declared once in :mod:`pipeline.core.schema` (``LABEL_SHARD``, ``UCM_SHARD``; ``python -m
+pipeline.core.schema`` prints them).  The writers below create exactly those, in that
+order, and ``mixseg verify`` checks them.
 
 Checksums (format 2+, attr ``checksum="crc32"``) are ``zlib.crc32`` of the
 decoded array's C-order little-endian bytes (:func:`map_crc32`), so they do not
@@ -64,15 +42,12 @@ import numpy as np
 from pipeline import __version__
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import atomic_path, decode_image, read_json
+from pipeline.core.schema import BOX_DTYPE, CHECKSUM_DTYPE, LABEL_SHARD, UCM_SHARD, Shard
 
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)  # format 1: no checksums
 KINDS = ("pixel", "box", "image")
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
-BOX_DTYPE = np.dtype([("x0", "<i4"), ("y0", "<i4"), ("x1", "<i4"), ("y1", "<i4"), ("cls", "<i2"),
-                      ("strategy", "u1"), ("fallback", "u1"), ("threshold", "<f4"), ("box_area", "<i4"),
-                      ("confident_area", "<i4"), ("uncertain_area", "<i4")])
-CHECKSUM_DTYPE = np.dtype([("image", "<u4"), ("label", "<u4"), ("truth", "<u4"), ("meta", "<u4")])
 RUN_ONLY_PARAMS = ("workers",)  # knobs that never change the output: not recorded in the shards
 _MAP_OPTS = dict(compression="gzip", compression_opts=1, track_times=False)  # deterministic, unlike LZF
 
@@ -144,36 +119,60 @@ def meta_crc32(image_id: str, kind: int, height: int, width: int, tags, boxes) -
     return c & 0xFFFFFFFF
 
 
-def _common_attrs(f, fmt: str, params: dict | None) -> None:
-    f.attrs["mixseg_format"] = fmt
-    f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["code_version"] = __version__
-    f.attrs["checksum"] = "crc32"
+def _common_attrs(fmt: str, params: dict | None) -> dict:
     recorded = {k: v for k, v in (params or {}).items() if k not in RUN_ONLY_PARAMS}
-    f.attrs["params"] = json.dumps(recorded, sort_keys=True)
+    return {"mixseg_format": fmt, "format_version": FORMAT_VERSION, "code_version": __version__, "checksum": "crc32",
+            "params": json.dumps(recorded, sort_keys=True)}
 
 
-def _write_ids(f, ids) -> None:
-    f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype(), track_times=False)
+def _write_shard(f, shard: Shard, attrs: dict, columns: dict, maps: list[dict], bitset=None) -> None:
+    """Write ``shard``'s attributes and datasets in their declared order: ``attrs`` and
+    ``columns`` by name, ``maps`` per image as {group: (id, (H, W) array)}.  Map groups
+    declared next to each other are filled together, image by image."""
+    for a in shard.attrs:
+        f.attrs[a.name] = attrs[a.name]
+    groups = {}
+    for ds in shard.datasets:
+        if ds.is_map:
+            groups[ds.name] = f.create_group(ds.name)
+            continue
+        _fill_maps(groups, maps)
+        groups = {}
+        if ds.dtype == "str":
+            f.create_dataset(ds.name, data=np.array(columns[ds.name], dtype=object), dtype=ds.np_dtype(),
+                             track_times=False)
+        elif ds.dtype == "vlen uint8":
+            out = f.create_dataset(ds.name, (len(columns[ds.name]),), dtype=ds.np_dtype(), track_times=False)
+            for k, b in enumerate(columns[ds.name]):
+                out[k] = np.frombuffer(b, np.uint8)
+        else:
+            f.create_dataset(ds.name, data=np.asarray(columns[ds.name], ds.np_dtype(bitset)), track_times=False)
+    _fill_maps(groups, maps)
+
+
+def _fill_maps(groups: dict, maps: list[dict]) -> None:
+    for per_image in maps:
+        for name, g in groups.items():
+            if name in per_image:
+                image_id, m = per_image[name]
+                g.create_dataset(image_id, data=m, chunks=m.shape, **_MAP_OPTS)
 
 
 def write_ucm_shard(path, ids, ucm2s, params: dict | None = None) -> None:
     """Write UCMs (each (2H+1, 2W+1) uint8) to one shard, atomically."""
+    ds = UCM_SHARD.dataset("ucm2")
+    maps = []
+    for i, u in zip(ids, ucm2s):
+        u = np.asarray(u)
+        if u.dtype != ds.np_dtype():
+            raise ValueError("ucm2 must be quantised to uint8 before storing")
+        if not ds.shape_ok(u.shape):
+            raise ValueError(f"ucm2 of {i} has shape {u.shape}, expected {ds.shape_text()}")
+        maps.append({"ucm2": (i, u)})
+    columns = {"ids": ids, "crc32": [map_crc32(m["ucm2"][1]) for m in maps]}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", track_order=False) as f:
-            _common_attrs(f, "ucm", params)
-            _write_ids(f, ids)
-            g = f.create_group("ucm2")
-            crcs = []
-            for i, u in zip(ids, ucm2s):
-                u = np.asarray(u)
-                if u.dtype != np.uint8:
-                    raise ValueError("ucm2 must be quantised to uint8 before storing")
-                if u.ndim != 2 or u.shape[0] % 2 == 0 or u.shape[1] % 2 == 0:
-                    raise ValueError(f"ucm2 of {i} has shape {u.shape}, expected (2H+1, 2W+1)")
-                g.create_dataset(i, data=u, chunks=u.shape, **_MAP_OPTS)
-                crcs.append(map_crc32(u))
-            f.create_dataset("crc32", data=np.array(crcs, np.uint32), track_times=False)
+            _write_shard(f, UCM_SHARD, _common_attrs("ucm", params), columns, maps)
 
 
 def write_label_shard(path, records: list[dict], classes: list[str], split: str,
@@ -189,53 +188,39 @@ def write_label_shard(path, records: list[dict], classes: list[str], split: str,
     dt = bitset_dtype(num_classes)
     n = len(records)
     high = dt.type(((1 << (dt.itemsize * 8)) - 1) & ~((1 << num_classes) - 1))  # bits no class may use
+    tags = np.array([encode_tags(r["tags"], num_classes) for r in records], dt)
+    boxes, offsets, maps = [], [0], []
+    sums = np.zeros(n, CHECKSUM_DTYPE)
+    for k, r in enumerate(records):
+        sums[k]["image"] = zlib.crc32(r["image_bytes"]) & 0xFFFFFFFF
+        maps.append({})
+        for ds in LABEL_SHARD.maps:
+            m = r.get(ds.name)
+            if m is not None:
+                m = np.asarray(m)
+                if not ds.shape_ok(m.shape, h=r["height"], w=r["width"]) or m.dtype != dt:
+                    raise ValueError(f"{ds.name} of {r['id']}: shape {m.shape} dtype {m.dtype}, "
+                                     f"expected {(r['height'], r['width'])} {dt}")
+                if high and np.any(m & high):
+                    raise ValueError(f"{ds.name} of {r['id']}: bits set at or above num_classes ({num_classes})")
+                maps[k][ds.name] = (r["id"], m)
+                sums[k][ds.name] = map_crc32(m)
+        b = r.get("boxes")
+        b = np.zeros(0, BOX_DTYPE) if b is None else np.asarray(b, BOX_DTYPE)
+        boxes.append(b)
+        offsets.append(offsets[-1] + len(b))
+        sums[k]["meta"] = meta_crc32(r["id"], KIND_CODE[r["kind"]], r["height"], r["width"], tags[k], b)
+    columns = {"ids": [r["id"] for r in records], "kind": [KIND_CODE[r["kind"]] for r in records],
+               "height": [r["height"] for r in records], "width": [r["width"] for r in records], "tags": tags,
+               "image": [r["image_bytes"] for r in records],
+               "boxes": np.concatenate(boxes) if boxes else np.zeros(0, BOX_DTYPE), "box_offsets": offsets,
+               "checksums": sums}
+    attrs = {**_common_attrs("labels", params), "classes": json.dumps(list(classes)), "num_classes": num_classes,
+             "bitset_dtype": dt.name, "split": split, "kinds": json.dumps(list(KINDS)),
+             "strategies": json.dumps(list(strategies))}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            _common_attrs(f, "labels", params)
-            f.attrs["classes"] = json.dumps(list(classes))
-            f.attrs["num_classes"] = num_classes
-            f.attrs["bitset_dtype"] = dt.name
-            f.attrs["split"] = split
-            f.attrs["kinds"] = json.dumps(list(KINDS))
-            f.attrs["strategies"] = json.dumps(list(strategies))
-            _write_ids(f, [r["id"] for r in records])
-            f.create_dataset("kind", data=np.array([KIND_CODE[r["kind"]] for r in records], np.uint8),
-                             track_times=False)
-            f.create_dataset("height", data=np.array([r["height"] for r in records], np.int32), track_times=False)
-            f.create_dataset("width", data=np.array([r["width"] for r in records], np.int32), track_times=False)
-            f.create_dataset("tags", data=np.array([encode_tags(r["tags"], num_classes) for r in records], dt),
-                             track_times=False)
-            img = f.create_dataset("image", (n,), dtype=h5py.vlen_dtype(np.uint8), track_times=False)
-            for i, r in enumerate(records):
-                img[i] = np.frombuffer(r["image_bytes"], np.uint8)
-            lab = f.create_group("label")
-            tru = f.create_group("truth")
-            boxes, offsets = [], [0]
-            sums = np.zeros(n, CHECKSUM_DTYPE)
-            tags = f["tags"][:]
-            for k, r in enumerate(records):
-                sums[k]["image"] = zlib.crc32(r["image_bytes"]) & 0xFFFFFFFF
-                for name, group in (("label", lab), ("truth", tru)):
-                    m = r.get(name)
-                    if m is not None:
-                        m = np.asarray(m)
-                        if m.shape != (r["height"], r["width"]) or m.dtype != dt:
-                            raise ValueError(f"{name} of {r['id']}: shape {m.shape} dtype {m.dtype}, "
-                                             f"expected {(r['height'], r['width'])} {dt}")
-                        if high and np.any(m & high):
-                            raise ValueError(f"{name} of {r['id']}: bits set at or above num_classes "
-                                             f"({num_classes})")
-                        group.create_dataset(r["id"], data=m, chunks=m.shape, **_MAP_OPTS)
-                        sums[k][name] = map_crc32(m)
-                b = r.get("boxes")
-                b = np.zeros(0, BOX_DTYPE) if b is None else np.asarray(b, BOX_DTYPE)
-                boxes.append(b)
-                offsets.append(offsets[-1] + len(b))
-                sums[k]["meta"] = meta_crc32(r["id"], KIND_CODE[r["kind"]], r["height"], r["width"], tags[k], b)
-            f.create_dataset("boxes", data=np.concatenate(boxes) if boxes else np.zeros(0, BOX_DTYPE),
-                             track_times=False)
-            f.create_dataset("box_offsets", data=np.array(offsets, np.int64), track_times=False)
-            f.create_dataset("checksums", data=sums, track_times=False)
+            _write_shard(f, LABEL_SHARD, attrs, columns, maps, dt)
 
 
 # ----------------------------------------------------------------------------- reading

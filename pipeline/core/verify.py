@@ -2,8 +2,8 @@
 
 Checks, for every shard file given (or every ``*.h5`` in a folder given):
 
-* **schema** -- the format attributes and every required dataset are present,
-  with the documented dtypes and shapes (``pipeline.core.shards``);
+* **schema** -- every attribute and dataset declared in :mod:`pipeline.core.schema`
+  (for the shard's format version) is present, with its dtype and shape;
 * **shapes** -- label and true masks are (height, width) of their image, UCMs are
   (2H+1, 2W+1), ``box_offsets`` is a consistent (N+1,) index into ``boxes``, ids
   are sorted and unique (also across the shards of a folder), every map belongs
@@ -31,7 +31,8 @@ import numpy as np
 
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import decode_image
-from pipeline.core.shards import (BOX_DTYPE, CHECKSUM_DTYPE, KINDS, READ_VERSIONS, bitset_dtype, map_crc32, meta_crc32)
+from pipeline.core.schema import JSON_TYPES, SHARDS, Dataset, Shard
+from pipeline.core.shards import KINDS, READ_VERSIONS, bitset_dtype, map_crc32, meta_crc32
 
 FORMATS = ("labels", "ucm")
 NO_STRATEGY = 255
@@ -100,32 +101,42 @@ class _Checker:
             return None
         return out
 
-    def dataset(self, f, name, shape=None, dtype=None, check=None):
-        """Read a whole 1-D dataset, checking presence, shape and dtype; None when unusable."""
+    def dataset(self, f, ds: Dataset, n=None, bitset=None, read=True):
+        """A declared per-shard dataset, checked for presence, dtype and shape (``n`` images,
+        ``bitset`` the bitset dtype, when known): its values, or with ``read=False`` the
+        h5py dataset; None when unusable."""
+        name = ds.name
         obj = f.get(name) if name in f else None
         if obj is None:
             self.bad(name, "missing dataset")
             return None
+        if not self.is_dataset(obj, name) or not self.matches(name, obj, ds, bitset, n=n):
+            return None
+        return self.read(obj, name, "unreadable") if read else obj
+
+    def is_dataset(self, obj, where) -> bool:
         if not isinstance(obj, h5py.Dataset):
-            self.bad(name, "is a group, expected a dataset")
-            return None
-        ok = True
-        if shape is not None and obj.shape != shape:
-            self.bad(name, f"shape {obj.shape}, expected {shape}")
-            ok = False
-        if dtype is not None and obj.dtype != dtype:
-            self.bad(name, f"dtype {obj.dtype}, expected {dtype}")
-            ok = False
-        if check is not None and not check(obj.dtype):
-            self.bad(name, f"dtype {obj.dtype} is not the expected kind")
-            ok = False
-        if not ok:
-            return None
+            self.bad(where, "is a group, expected a dataset")
+            return False
+        return True
+
+    def read(self, obj, where, reason):
         try:
             return obj[()]
         except _READ_ERRORS as e:
-            self.bad(name, f"unreadable ({e})")
+            self.bad(where, f"{reason} ({e})")
             return None
+
+    def matches(self, where, arr, ds: Dataset, bitset=None, **sizes) -> bool:
+        """Does ``arr`` (a dataset or a map) have the dtype and the shape ``ds`` declares? Each mismatch is reported."""
+        ok = True
+        if not ds.shape_ok(arr.shape, **sizes):
+            self.bad(where, f"shape {arr.shape}, expected {ds.shape_text(**sizes)}")
+            ok = False
+        if not ds.dtype_ok(arr.dtype, bitset):
+            self.bad(where, f"dtype {arr.dtype}, expected {ds.dtype_text(bitset)}")
+            ok = False
+        return ok
 
     def group(self, f, name):
         if name not in f:
@@ -137,12 +148,9 @@ class _Checker:
             return None
         return g
 
-    def ids(self, f):
-        ids = self.dataset(f, "ids", check=lambda dt: h5py.check_string_dtype(dt) is not None)
+    def ids(self, f, shard: Shard):
+        ids = self.dataset(f, shard.dataset("ids"))
         if ids is None:
-            return None
-        if ids.ndim != 1:
-            self.bad("ids", f"must be 1-D, got shape {ids.shape}")
             return None
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
         seen = set()
@@ -162,14 +170,7 @@ class _Checker:
         except _READ_ERRORS as e:
             self.bad(where, f"unreadable ({e})")
             return None
-        if not isinstance(obj, h5py.Dataset):
-            self.bad(where, "is a group, expected a dataset")
-            return None
-        try:
-            return obj[()]
-        except _READ_ERRORS as e:
-            self.bad(where, f"unreadable, corrupt data ({e})")
-            return None
+        return self.read(obj, where, "unreadable, corrupt data") if self.is_dataset(obj, where) else None
 
     def members(self, g, ids, where):
         for name in sorted(set(g) - set(ids)):
@@ -182,10 +183,10 @@ def _high_bits(num_classes: int) -> np.uint64:
 
 def _bits_beyond(arr, num_classes) -> int:
     """How many entries of a bitset array have a bit >= num_classes."""
-    high = _high_bits(num_classes)
-    if not high or arr is None or not np.asarray(arr).size:
+    if num_classes is None or arr is None or not np.asarray(arr).size:
         return 0
-    return int(np.count_nonzero(np.asarray(arr).astype(np.uint64) & high))
+    high = _high_bits(num_classes)
+    return int(np.count_nonzero(np.asarray(arr).astype(np.uint64) & high)) if high else 0
 
 
 def _crc_note(c: _Checker, version: int) -> None:
@@ -194,10 +195,28 @@ def _crc_note(c: _Checker, version: int) -> None:
         c.note(f"no checksums recorded (format {version} shard): content not verified")
 
 
-def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
-    classes = c.json_attr(f, "classes", list)
-    num_classes = c.attr(f, "num_classes")
-    dt = None
+def _attrs(c: _Checker, f, shard: Shard, version: int) -> dict:
+    """Every attribute ``shard`` declares for this format version: present, the JSON ones
+    valid and of their type.  Returns {name: value, None when unusable}."""
+    return {a.name: c.json_attr(f, a.name, JSON_TYPES[a.type]) if a.type in JSON_TYPES else c.attr(f, a.name)
+            for a in shard.attrs if a.since <= version}
+
+
+def _datasets(c: _Checker, f, shard: Shard, version: int, n: int, bitset=None) -> dict:
+    """Every dataset but the ids that ``shard`` declares for this format version, checked
+    against the schema (``n`` images, ``bitset`` the bitset dtype when known).  Returns
+    {name: values, map group, or None when unusable}; the image bytes: the h5py dataset,
+    read image by image."""
+    out = {ds.name: c.group(f, ds.name) if ds.is_map else c.dataset(f, ds, n, bitset, read=ds.dtype != "vlen uint8")
+           for ds in shard.datasets if ds.name != "ids" and ds.since <= version}
+    _crc_note(c, version)
+    return out
+
+
+def _label_attrs(c: _Checker, attrs: dict) -> tuple:
+    """The label shard's class count, bitset dtype and kind list are consistent; returns
+    (num_classes, bitset dtype), each None when unusable."""
+    classes, num_classes, dt = attrs["classes"], attrs["num_classes"], None
     if num_classes is not None:
         num_classes = int(num_classes)
         if not 2 <= num_classes <= 64:
@@ -207,60 +226,43 @@ def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
             c.bad("attrs/num_classes", f"{num_classes} but attrs/classes lists {len(classes)} names")
     if num_classes is not None:
         dt = bitset_dtype(num_classes)
-        stored = c.attr(f, "bitset_dtype")
+        stored = attrs["bitset_dtype"]
         if stored is not None and stored != dt.name:
             c.bad("attrs/bitset_dtype", f"{stored}, but {num_classes} classes need {dt.name}")
-    split = c.attr(f, "split")
+    split = attrs["split"]
     if split is not None and split not in ("train", "val"):
         c.bad("attrs/split", f"{split!r}, expected 'train' or 'val'")
     name = Path(c.path).name
     if split in ("train", "val") and name.startswith("labels-") and not name.startswith(f"labels-{split}-"):
         c.bad("attrs/split", f"{split!r} does not match the file name")
-    c.json_attr(f, "params", dict)
-    c.attr(f, "code_version")
-    kinds = c.json_attr(f, "kinds", list)
-    if kinds is not None and kinds != list(KINDS):
-        c.bad("attrs/kinds", f"{kinds}, expected {list(KINDS)}")
-    strategies = c.json_attr(f, "strategies", list)
+    if attrs["kinds"] is not None and attrs["kinds"] != list(KINDS):
+        c.bad("attrs/kinds", f"{attrs['kinds']}, expected {list(KINDS)}")
+    return num_classes, dt
 
-    ids = c.ids(f)
+
+def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
+    shard = SHARDS["labels"]
+    attrs = _attrs(c, f, shard, version)
+    num_classes, dt = _label_attrs(c, attrs)
+    ids = c.ids(f, shard)
     if ids is None:
         return []
     n = len(ids)
-    kind = c.dataset(f, "kind", (n,), np.dtype(np.uint8))
-    height = c.dataset(f, "height", (n,), np.dtype(np.int32))
-    width = c.dataset(f, "width", (n,), np.dtype(np.int32))
-    tags = c.dataset(f, "tags", (n,), dt) if dt is not None else None
-    image_ds = f.get("image")
-    if image_ds is None:
-        c.bad("image", "missing dataset")
-    elif not isinstance(image_ds, h5py.Dataset):
-        c.bad("image", "is a group, expected a dataset")
-        image_ds = None
-    elif image_ds.shape != (n,) or h5py.check_vlen_dtype(image_ds.dtype) != np.dtype(np.uint8):
-        c.bad("image", f"shape {image_ds.shape} dtype {image_ds.dtype}, expected ({n},) vlen uint8")
-        image_ds = None
-    label = c.group(f, "label")
-    truth = c.group(f, "truth")
-    boxes = c.dataset(f, "boxes")
-    if boxes is not None and (boxes.dtype != BOX_DTYPE or boxes.ndim != 1):
-        c.bad("boxes", f"dtype {boxes.dtype} shape {boxes.shape}, expected (M,) BOX_DTYPE")
-        boxes = None
-    offsets = c.dataset(f, "box_offsets", (n + 1,), np.dtype(np.int64))
+    values = _datasets(c, f, shard, version, n, dt)
+    kind, height, width, tags, image_ds, boxes, offsets = (
+        values[k] for k in ("kind", "height", "width", "tags", "image", "boxes", "box_offsets"))
+    sums = values.get("checksums")
     if offsets is not None and boxes is not None:
         if offsets[0] != 0 or offsets[-1] != len(boxes) or np.any(np.diff(offsets) < 0):
             c.bad("box_offsets", f"inconsistent: must rise from 0 to {len(boxes)} (len(boxes)), got "
                                  f"{offsets[0]}..{offsets[-1]}" + (", decreasing" if np.any(np.diff(offsets) < 0)
                                                                   else ""))
             offsets = None
-    sums = None
-    if version >= 2:
-        sums = c.dataset(f, "checksums", (n,), CHECKSUM_DTYPE)
-    _crc_note(c, version)
-    for g, gname in ((label, "label"), (truth, "truth")):
-        if g is not None:
-            c.members(g, ids, gname)
+    for ds in shard.maps:
+        if values[ds.name] is not None:
+            c.members(values[ds.name], ids, ds.name)
 
+    strategies = attrs["strategies"]
     n_strat = len(strategies) if strategies is not None else None
     for k, i in enumerate(ids):
         kd = int(kind[k]) if kind is not None else None
@@ -293,7 +295,8 @@ def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
                 except InputError as e:
                     c.bad(i, f"stored image {e.reason}")
         # maps
-        for g, gname in ((label, "label"), (truth, "truth")):
+        for ds in shard.maps:
+            g, gname = values[ds.name], ds.name
             if g is None:
                 continue
             present = i in g
@@ -311,10 +314,7 @@ def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
             m = c.read_map(g, i, where)
             if m is None:
                 continue
-            if dt is not None and m.dtype != dt:
-                c.bad(where, f"dtype {m.dtype}, expected {dt}")
-            if h is not None and m.shape != (h, w):
-                c.bad(where, f"shape {m.shape}, expected (height, width) = {(h, w)}")
+            c.matches(where, m, ds, dt, h=h, w=w)
             if num_classes is not None and np.issubdtype(m.dtype, np.unsignedinteger):
                 nb = _bits_beyond(m, num_classes)
                 if nb:
@@ -355,15 +355,14 @@ def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
 
 
 def _verify_ucm(c: _Checker, f, version: int) -> list[str]:
-    c.json_attr(f, "params", dict)
-    c.attr(f, "code_version")
-    ids = c.ids(f)
+    shard = SHARDS["ucm"]
+    _attrs(c, f, shard, version)
+    ids = c.ids(f, shard)
     if ids is None:
         return []
     n = len(ids)
-    g = c.group(f, "ucm2")
-    crcs = c.dataset(f, "crc32", (n,), np.dtype(np.uint32)) if version >= 2 else None
-    _crc_note(c, version)
+    values = _datasets(c, f, shard, version, n)
+    g, crcs = values["ucm2"], values.get("crc32")
     if g is None:
         return ids
     c.members(g, ids, "ucm2")
@@ -375,10 +374,7 @@ def _verify_ucm(c: _Checker, f, version: int) -> list[str]:
         u = c.read_map(g, i, where)
         if u is None:
             continue
-        if u.dtype != np.uint8:
-            c.bad(where, f"dtype {u.dtype}, expected uint8")
-        if u.ndim != 2 or u.shape[0] < 3 or u.shape[1] < 3 or u.shape[0] % 2 == 0 or u.shape[1] % 2 == 0:
-            c.bad(where, f"shape {u.shape}, expected (2H+1, 2W+1)")
+        c.matches(where, u, shard.dataset("ucm2"))
         if crcs is not None and map_crc32(u) != int(crcs[k]):
             c.bad(where, f"checksum mismatch (stored {int(crcs[k]):08x}, computed {map_crc32(u):08x})")
     c.report.images += n

@@ -40,6 +40,13 @@ and width, so a strong contour around a part of the object (a car's windows, a
 pedestrian's jacket) is not taken for the object; ``band`` widens the uncertain
 region to what a contour of ``band`` times the confident level's strength encloses,
 so a box whose confident level had to be lowered keeps an ignored margin.
+
+Both rules run through the same kernels: one bucket-queue flood (:func:`_flood`, the
+bottleneck or the widest-path variant) and one level choice (:func:`_rule_box`).  Each
+box pixel gets a level L -- ``o`` for the paper rule, ``256 - e`` for the enclosed rule
+-- so that every region either rule looks at is {L < u} for an integer cut u (threshold
+t: u = ceil(t m) for the paper rule, 257 - ceil(t m) for the enclosed one, m the largest
+UCM value in the flooded crop), and the fallback grows u in both.
 """
 
 from __future__ import annotations
@@ -65,11 +72,6 @@ def _push(head, nxt, node, top, bucket, p):
     return top + 1
 
 
-def _work_size(x0, y0, x1, y1) -> int:
-    """Pixels of a crop laid out with a power-of-two row stride."""
-    return (y1 - y0) * (1 << max(int(x1 - x0) - 1, 0).bit_length())
-
-
 def _buffers(n):
     """Work arrays for floods over at most ``n`` (strided) pixels, reused across the boxes of an image:
     head, nxt, node (bucket queue), d, o, stack, tmp."""
@@ -78,21 +80,56 @@ def _buffers(n):
 
 
 @numba.njit(cache=True)
-def _flood_min(ucm2, X0, Y0, w, h, shift, d, head, nxt, node, stack, top):
-    """Bottleneck (min over paths of the max edge) distances on the crop at (X0, Y0) of
-    size h x w, from the seeds already in ``d`` and the buckets; levels in increasing
-    order.  Pixel (py, px) is ``py << shift | px`` (a power-of-two row stride: no
-    division in the loop).  Work at the current level goes on a plain stack (most of
-    it: edges inside a UCM region are 0), the rest into linked-list buckets."""
+def _settle(q, v, level, dist, stack, sp, head, nxt, node, top):
+    """dist[q] <- v, a better value: ``q`` goes on the stack if it stays at ``level``,
+    else into bucket ``v``.  Returns the new stack and queue tops."""
+    dist[q] = v
+    if v == level:
+        stack[sp] = q
+        return sp + 1, top
+    return sp, _push(head, nxt, node, top, v, q)
+
+
+@numba.njit(cache=True)
+def _relax(q, ucm2, r, c, level, widest, d, o, stack, sp, head, nxt, node, top):
+    """One flood step from a pixel settled at ``level`` to its neighbour ``q``, across the
+    UCM edge ``ucm2[r, c]``.  Bottleneck flood: d[q] <- min(d[q], max(edge, level));
+    widest flood (the edge unused): o[q] <- max(o[q], min(d[q], level))."""
+    if widest:
+        v = d[q] if d[q] < level else level
+        if v > o[q]:
+            return _settle(q, v, level, o, stack, sp, head, nxt, node, top)
+    else:
+        edge = np.int32(ucm2[r, c])
+        v = edge if edge > level else level
+        if v < d[q]:
+            return _settle(q, v, level, d, stack, sp, head, nxt, node, top)
+    return sp, top
+
+
+@numba.njit(cache=True)
+def _flood(ucm2, X0, Y0, w, h, shift, widest, d, o, head, nxt, node, stack, top):
+    """Flood the crop at (X0, Y0) of size h x w from the seeds already in the buckets.
+
+    ``widest=False``: bottleneck distances ``d`` (min over paths of the max UCM edge),
+    levels in increasing order.  ``widest=True``: widest paths ``o`` (max over paths of
+    the min ``d``), levels in decreasing order.  Pixel (py, px) is ``py << shift | px``
+    (a power-of-two row stride: no division in the loop).  Work at the current level
+    goes on a plain stack (most of it: edges inside a UCM region are 0), the rest into
+    linked-list buckets.  (The helpers are plain njit functions that LLVM inlines;
+    numba's IR-level ``inline="always"`` made this loop about 20x slower.)
+    """
     mask = (1 << shift) - 1
     S = 1 << shift
-    for level in range(256):
+    dist = o if widest else d
+    for step in range(257):
+        level = 256 - step if widest else step
         sp = 0
         while head[level] != -1:
             k = head[level]
             head[level] = nxt[k]
             p = node[k]
-            if d[p] == level:
+            if dist[p] == level:
                 stack[sp] = p
                 sp += 1
         while sp > 0:
@@ -103,135 +140,13 @@ def _flood_min(ucm2, X0, Y0, w, h, shift, d, head, nxt, node, stack, top):
             r = 2 * (Y0 + py) + 1
             c = 2 * (X0 + px) + 1
             if px + 1 < w:
-                q = p + 1
-                e = np.int32(ucm2[r, c + 1])
-                nd = e if e > level else level
-                if nd < d[q]:
-                    d[q] = nd
-                    if nd == level:
-                        stack[sp] = q
-                        sp += 1
-                    else:
-                        node[top] = q
-                        nxt[top] = head[nd]
-                        head[nd] = top
-                        top += 1
+                sp, top = _relax(p + 1, ucm2, r, c + 1, level, widest, d, o, stack, sp, head, nxt, node, top)
             if px > 0:
-                q = p - 1
-                e = np.int32(ucm2[r, c - 1])
-                nd = e if e > level else level
-                if nd < d[q]:
-                    d[q] = nd
-                    if nd == level:
-                        stack[sp] = q
-                        sp += 1
-                    else:
-                        node[top] = q
-                        nxt[top] = head[nd]
-                        head[nd] = top
-                        top += 1
+                sp, top = _relax(p - 1, ucm2, r, c - 1, level, widest, d, o, stack, sp, head, nxt, node, top)
             if py + 1 < h:
-                q = p + S
-                e = np.int32(ucm2[r + 1, c])
-                nd = e if e > level else level
-                if nd < d[q]:
-                    d[q] = nd
-                    if nd == level:
-                        stack[sp] = q
-                        sp += 1
-                    else:
-                        node[top] = q
-                        nxt[top] = head[nd]
-                        head[nd] = top
-                        top += 1
+                sp, top = _relax(p + S, ucm2, r + 1, c, level, widest, d, o, stack, sp, head, nxt, node, top)
             if py > 0:
-                q = p - S
-                e = np.int32(ucm2[r - 1, c])
-                nd = e if e > level else level
-                if nd < d[q]:
-                    d[q] = nd
-                    if nd == level:
-                        stack[sp] = q
-                        sp += 1
-                    else:
-                        node[top] = q
-                        nxt[top] = head[nd]
-                        head[nd] = top
-                        top += 1
-
-
-@numba.njit(cache=True)
-def _flood_maximin(d, w, h, shift, o, head, nxt, node, stack, top):
-    """Widest paths (max over paths of the min d) from the seeds already in ``o`` and
-    the buckets; levels in decreasing order; layout as in :func:`_flood_min`."""
-    mask = (1 << shift) - 1
-    S = 1 << shift
-    for level in range(256, -1, -1):
-        sp = 0
-        while head[level] != -1:
-            k = head[level]
-            head[level] = nxt[k]
-            p = node[k]
-            if o[p] == level:
-                stack[sp] = p
-                sp += 1
-        while sp > 0:
-            sp -= 1
-            p = stack[sp]
-            py = p >> shift
-            px = p & mask
-            if px + 1 < w:
-                q = p + 1
-                nv = d[q] if d[q] < level else level
-                if nv > o[q]:
-                    o[q] = nv
-                    if nv == level:
-                        stack[sp] = q
-                        sp += 1
-                    else:
-                        node[top] = q
-                        nxt[top] = head[nv]
-                        head[nv] = top
-                        top += 1
-            if px > 0:
-                q = p - 1
-                nv = d[q] if d[q] < level else level
-                if nv > o[q]:
-                    o[q] = nv
-                    if nv == level:
-                        stack[sp] = q
-                        sp += 1
-                    else:
-                        node[top] = q
-                        nxt[top] = head[nv]
-                        head[nv] = top
-                        top += 1
-            if py + 1 < h:
-                q = p + S
-                nv = d[q] if d[q] < level else level
-                if nv > o[q]:
-                    o[q] = nv
-                    if nv == level:
-                        stack[sp] = q
-                        sp += 1
-                    else:
-                        node[top] = q
-                        nxt[top] = head[nv]
-                        head[nv] = top
-                        top += 1
-            if py > 0:
-                q = p - S
-                nv = d[q] if d[q] < level else level
-                if nv > o[q]:
-                    o[q] = nv
-                    if nv == level:
-                        stack[sp] = q
-                        sp += 1
-                    else:
-                        node[top] = q
-                        nxt[top] = head[nv]
-                        head[nv] = top
-                        top += 1
+                sp, top = _relax(p - S, ucm2, r - 1, c, level, widest, d, o, stack, sp, head, nxt, node, top)
 
 
 @numba.njit(cache=True)
@@ -243,55 +158,6 @@ def _stride_shift(w):
 
 
 @numba.njit(cache=True)
-def _box_levels(ucm2, x0, y0, x1, y1, head, nxt, node, d, o, stack, tmp):
-    """The paper rule's two floods inside one box (the other arrays are work space).
-
-    Fills ``o[:h*w]`` (filled-region level of each box pixel, row-major) and returns
-    ``m``, the largest UCM value on an edge between two box pixels.
-    """
-    h = y1 - y0
-    w = x1 - x0
-    n = h * w
-    m = 0
-    for y in range(y0, y1):
-        for x in range(x0, x1 - 1):
-            v = ucm2[2 * y + 1, 2 * x + 2]
-            if v > m:
-                m = v
-    for y in range(y0, y1 - 1):
-        for x in range(x0, x1):
-            v = ucm2[2 * y + 2, 2 * x + 1]
-            if v > m:
-                m = v
-    if m == 0:
-        o[:n] = 0
-        return m
-    shift = _stride_shift(w)
-    ns = h << shift
-    # d: bottleneck distance from the centre
-    head[:] = -1
-    d[:ns] = 256
-    c = (((h - 1) // 2) << shift) + (w - 1) // 2
-    d[c] = 0
-    top = _push(head, nxt, node, 0, 0, c)
-    _flood_min(ucm2, x0, y0, w, h, shift, d, head, nxt, node, stack, top)
-    # o: widest path from the box border over d
-    head[:] = -1
-    top = 0
-    tmp[:ns] = -1
-    for py in range(h):
-        for px in range(w):
-            if py == 0 or px == 0 or py == h - 1 or px == w - 1:
-                p = (py << shift) + px
-                tmp[p] = d[p]
-                top = _push(head, nxt, node, top, d[p], p)
-    _flood_maximin(d, w, h, shift, tmp, head, nxt, node, stack, top)
-    for py in range(h):
-        for px in range(w):
-            o[py * w + px] = tmp[(py << shift) + px]
-    return m
-
-
 def _expanded(x0, y0, x1, y1, margin, height, width):
     """The box grown by ``margin`` of its size (at least 1 px) on each side, clipped."""
     mx = max(1, int(np.round(margin * (x1 - x0))))
@@ -300,21 +166,22 @@ def _expanded(x0, y0, x1, y1, margin, height, width):
 
 
 @numba.njit(cache=True)
-def _enclosed_levels(ucm2, x0, y0, x1, y1, margin, head, nxt, node, d, e_box, stack, tmp):
-    """Bottleneck distance from the ring just outside the box to each box pixel.
+def _work_size(boxes, enclosed, margin, height, width):
+    """Pixels of the largest crop the boxes flood (the box, and for the enclosed rule
+    the grown box), laid out with a power-of-two row stride."""
+    n = 0
+    for i in range(boxes.shape[0]):
+        x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        n = max(n, (y1 - y0) << _stride_shift(x1 - x0))
+        if enclosed:
+            X0, Y0, X1, Y1 = _expanded(x0, y0, x1, y1, margin, height, width)
+            n = max(n, (Y1 - Y0) << _stride_shift(X1 - X0))
+    return n
 
-    Fills ``e_box[:h*w]`` over the box pixels and returns ``m``, the largest UCM
-    value on an edge inside the expanded crop, and whether any seed existed (a box
-    that fills the image on all four sides has no outside to flood from).
-    ``head``/``nxt``/``node``/``d`` are work arrays sized for the expanded crop.
-    """
-    H = (ucm2.shape[0] - 1) // 2
-    W = (ucm2.shape[1] - 1) // 2
-    mx = max(1, int(np.round(margin * (x1 - x0))))
-    my = max(1, int(np.round(margin * (y1 - y0))))
-    X0, Y0, X1, Y1 = max(x0 - mx, 0), max(y0 - my, 0), min(x1 + mx, W), min(y1 + my, H)
-    h = Y1 - Y0
-    w = X1 - X0
+
+@numba.njit(cache=True)
+def _max_edge(ucm2, X0, Y0, X1, Y1):
+    """The largest UCM value on an edge between two pixels of the crop [X0, X1) x [Y0, Y1)."""
     m = 0
     for y in range(Y0, Y1):
         for x in range(X0, X1 - 1):
@@ -326,191 +193,211 @@ def _enclosed_levels(ucm2, x0, y0, x1, y1, margin, head, nxt, node, d, e_box, st
             v = ucm2[2 * y + 2, 2 * x + 1]
             if v > m:
                 m = v
-    shift = _stride_shift(w)
-    head[:] = -1
-    d[:h << shift] = 256
+    return m
+
+
+@numba.njit(cache=True)
+def _seed_sides(dist, src, cap, h, w, shift, top_row, bottom_row, left_col, right_col, head, nxt, node):
+    """Seed the pixels p on the chosen sides of the h x w (strided) crop at min(src[p], cap).
+    Returns the number of seeds (the queue top)."""
     top = 0
     for py in range(h):
         for px in range(w):
-            if (py == 0 and Y0 < y0) or (py == h - 1 and Y1 > y1) or (px == 0 and X0 < x0) or (px == w - 1 and X1 > x1):
+            if (py == 0 and top_row) or (py == h - 1 and bottom_row) or (px == 0 and left_col) or \
+                    (px == w - 1 and right_col):
                 p = (py << shift) + px
-                d[p] = 0
-                top = _push(head, nxt, node, top, 0, p)
-    if top == 0:
-        return m, False
-    _flood_min(ucm2, X0, Y0, w, h, shift, d, head, nxt, node, stack, top)
-    bw = x1 - x0
-    for y in range(y0, y1):
-        for x in range(x0, x1):
-            e_box[(y - y0) * bw + (x - x0)] = d[((y - Y0) << shift) + (x - X0)]
-    return m, True
+                v = src[p] if src[p] < cap else cap
+                dist[p] = v
+                top = _push(head, nxt, node, top, v, p)
+    return top
 
 
 @numba.njit(cache=True)
-def _paint_enclosed(conf, unc, e, x0, y0, x1, y1, bit, v_conf, v_unc):
-    """Mark {e >= v_conf} confident and {v_unc <= e < v_conf} uncertain (OR ``bit`` into each)."""
+def _unstride(src, shift, oy, ox, h, w, flip, dst):
+    """dst[:h*w] (row-major) <- the h x w window at (oy, ox) of the strided ``src``
+    (``256 - value`` with ``flip``)."""
+    for py in range(h):
+        for px in range(w):
+            v = src[((py + oy) << shift) + px + ox]
+            dst[py * w + px] = 256 - v if flip else v
+
+
+@numba.njit(cache=True)
+def _levels(ucm2, x0, y0, x1, y1, enclosed, margin, head, nxt, node, d, lv, stack, tmp):
+    """The floods of one box: fills ``lv[:h*w]`` (row-major over the box) with the level
+    L of each pixel, so that every region the rule chooses from is {L < cut}: the paper
+    rule's ``o``, or ``256 - e`` for the enclosed rule (the other arrays are work space).
+
+    Returns ``m``, the largest UCM value on an edge inside the flooded crop (the box, or
+    the box grown by ``margin`` for the enclosed rule), and whether the enclosed rule
+    applies: a box that fills the image on all four sides has no outside to flood from,
+    and gets the paper rule's levels.
+    """
+    X0, Y0, X1, Y1 = x0, y0, x1, y1
+    if enclosed:
+        X0, Y0, X1, Y1 = _expanded(x0, y0, x1, y1, margin, (ucm2.shape[0] - 1) // 2, (ucm2.shape[1] - 1) // 2)
+    enclosed = Y0 < y0 or Y1 > y1 or X0 < x0 or X1 > x1
+    h = Y1 - Y0
+    w = X1 - X0
+    m = _max_edge(ucm2, X0, Y0, X1, Y1)
+    if m == 0:  # one region: every pixel joins at once
+        lv[:(y1 - y0) * (x1 - x0)] = 256 if enclosed else 0
+        return m, enclosed
+    shift = _stride_shift(w)
+    head[:] = -1
+    d[:h << shift] = 256
+    if enclosed:  # e: bottleneck distance from the ring just outside the box
+        top = _seed_sides(d, d, 0, h, w, shift, Y0 < y0, Y1 > y1, X0 < x0, X1 > x1, head, nxt, node)
+        _flood(ucm2, X0, Y0, w, h, shift, False, d, d, head, nxt, node, stack, top)
+        _unstride(d, shift, y0 - Y0, x0 - X0, y1 - y0, x1 - x0, True, lv)
+        return m, True
+    # d: bottleneck distance from the centre
+    c = (((h - 1) // 2) << shift) + (w - 1) // 2
+    d[c] = 0
+    top = _push(head, nxt, node, 0, 0, c)
+    _flood(ucm2, X0, Y0, w, h, shift, False, d, d, head, nxt, node, stack, top)
+    # o: widest path from the box border over d
+    head[:] = -1
+    tmp[:h << shift] = -1
+    top = _seed_sides(tmp, d, 256, h, w, shift, True, True, True, True, head, nxt, node)
+    _flood(ucm2, X0, Y0, w, h, shift, True, d, tmp, head, nxt, node, stack, top)
+    _unstride(tmp, shift, 0, 0, h, w, False, lv)
+    return m, False
+
+
+@numba.njit(cache=True)
+def _cut(t, m, enclosed):
+    """The cut u whose region {L < u} is the one of threshold ``t`` (``m``: the box's UCM maximum)."""
+    v = np.int64(np.ceil(t * m))
+    return 257 - v if enclosed else v
+
+
+@numba.njit(cache=True)
+def _paint(conf, unc, lv, x0, y0, x1, y1, bit, u_conf, u_unc):
+    """Mark {L < u_conf} confident and {u_conf <= L < u_unc} uncertain (OR ``bit`` into each)."""
     w = x1 - x0
     for y in range(y0, y1):
         for x in range(x0, x1):
-            v = e[(y - y0) * w + (x - x0)]
-            if v >= v_conf:
+            v = lv[(y - y0) * w + (x - x0)]
+            if v < u_conf:
                 conf[y, x] |= bit
-            elif v >= v_unc:
+            elif v < u_unc:
                 unc[y, x] |= bit
 
 
 @numba.njit(cache=True)
-def _paint(conf, unc, o, x0, y0, x1, y1, bit, v_conf, v_unc):
-    """Mark {o < v_conf} confident and {v_conf <= o < v_unc} uncertain (OR ``bit`` into each)."""
-    w = x1 - x0
-    for y in range(y0, y1):
-        for x in range(x0, x1):
-            v = o[(y - y0) * w + (x - x0)]
-            if v < v_conf:
-                conf[y, x] |= bit
-            elif v < v_unc:
-                unc[y, x] |= bit
+def _line_mins(lv, bh, bw):
+    """The smallest level in each row and in each column of the box."""
+    row = np.full(bh, 257, np.int32)
+    col = np.full(bw, 257, np.int32)
+    for py in range(bh):
+        for px in range(bw):
+            v = lv[py * bw + px]
+            if v < row[py]:
+                row[py] = v
+            if v < col[px]:
+                col[px] = v
+    return row, col
 
 
 @numba.njit(cache=True)
-def _extent(line_max, v):
-    """Length of the stretch from the first to the last entry of ``line_max`` that is >= v."""
-    n = line_max.shape[0]
+def _extent(line_min, u):
+    """Length of the stretch from the first to the last entry of ``line_min`` that is < u."""
+    n = line_min.shape[0]
     first = -1
     for k in range(n):
-        if line_max[k] >= v:
+        if line_min[k] < u:
             first = k
             break
     if first < 0:
         return 0
     for k in range(n - 1, first - 1, -1):
-        if line_max[k] >= v:
+        if line_min[k] < u:
             return k - first + 1
     return 0
 
 
 @numba.njit(cache=True)
-def _spans(row_max, col_max, v, need_h, need_w):
-    """Does {e >= v} reach across at least ``need_h`` rows and ``need_w`` columns of the box?"""
-    return _extent(row_max, v) >= need_h and _extent(col_max, v) >= need_w
+def _qualifies(below, u, need, span, row_min, col_min, need_h, need_w):
+    """Does {L < u} cover ``need`` pixels and (``span`` > 0) reach across ``need_h`` rows
+    and ``need_w`` columns of the box?"""
+    if below[u] < need:
+        return False
+    return span <= 0 or (_extent(row_min, u) >= need_h and _extent(col_min, u) >= need_w)
 
 
 @numba.njit(cache=True)
-def _enclosed_box(conf, unc, info, i, e, m, x0, y0, x1, y1, bit, thresholds, alpha, hist, span, band):
-    """The enclosed rule for one box, given its levels ``e``.  A level qualifies when its
-    region covers ``alpha`` of the box and spans ``span`` of its height and width."""
+def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha, below, enclosed, span, band):
+    """Either rule for one box, given its levels ``lv`` (:func:`_levels`).  The candidate
+    regions {L < cut} grow from the first threshold tried to the last: the paper rule's
+    smallest t first, the enclosed rule's strongest contour (largest t) first.  The
+    confident region is the first that qualifies (covers ``alpha`` of the box and, for the
+    enclosed rule, spans ``span`` of its height and width), else the region grown past the
+    last candidate until one does; uncertain is the last candidate minus the confident
+    region (nothing after a fallback), widened by ``band``.  ``span`` and ``band`` are the
+    enclosed rule's only."""
     area = (x1 - x0) * (y1 - y0)
     bh = y1 - y0
     bw = x1 - x0
-    row_max = np.zeros(bh, np.int32)
-    col_max = np.zeros(bw, np.int32)
-    if span > 0:
-        for py in range(bh):
-            for px in range(bw):
-                v = e[py * bw + px]
-                if v > row_max[py]:
-                    row_max[py] = v
-                if v > col_max[px]:
-                    col_max[px] = v
-    need_h = span * bh - 1e-9
-    need_w = span * bw - 1e-9
     nt = thresholds.shape[0]
+    if not enclosed:
+        span = 0.0
+        band = -1.0
     if m == 0:  # no boundary anywhere near the box: all of it
-        _paint_enclosed(conf, unc, e, x0, y0, x1, y1, bit, 0, 0)
-        info[i, 0] = thresholds[nt - 1]
+        _paint(conf, unc, lv, x0, y0, x1, y1, bit, 257, 257)
+        info[i, 0] = thresholds[nt - 1] if enclosed else thresholds[0]
         info[i, 2] = area
         info[i, 3] = area
         return
-    # at_least[v] = |{e >= v}|
-    hist[:] = 0
+    # below[u] = |{L < u}|
+    below[:] = 0
     for k in range(area):
-        hist[e[k]] += 1
-    for v in range(255, -1, -1):
-        hist[v] += hist[v + 1]
+        below[lv[k] + 1] += 1
+    for u in range(1, 258):
+        below[u] += below[u - 1]
+    row_min, col_min = _line_mins(lv, bh if span > 0 else 0, bw if span > 0 else 0)
+    need_h = span * bh - 1e-9
+    need_w = span * bw - 1e-9
     need = alpha * area
-    v_unc = np.int64(np.ceil(thresholds[0] * m))
-    v_conf = -1
+    u_unc = _cut(thresholds[0] if enclosed else thresholds[nt - 1], m, enclosed)
+    u_conf = -1
     chosen = 0.0
-    for j in range(nt - 1, -1, -1):  # strongest enclosing contour first
-        v = np.int64(np.ceil(thresholds[j] * m))
-        if hist[v] >= need and (span <= 0 or _spans(row_max, col_max, v, need_h, need_w)):
-            v_conf = v
-            chosen = thresholds[j]
+    for j in range(nt):
+        t = thresholds[nt - 1 - j] if enclosed else thresholds[j]
+        u = _cut(t, m, enclosed)
+        if _qualifies(below, u, need, span, row_min, col_min, need_h, need_w):
+            u_conf = u
+            chosen = t
             break
-    fallback = v_conf < 0
-    if fallback:  # lower the level below the weakest threshold until alpha is covered
-        v_conf = 0
-        for v in range(v_unc - 1, -1, -1):
-            if hist[v] >= need and (span <= 0 or _spans(row_max, col_max, v, need_h, need_w)):
-                v_conf = v
+    fallback = u_conf < 0
+    if fallback:  # grow past the last candidate, weakest boundary first
+        u_conf = 257
+        for u in range(u_unc + 1, 258):
+            if _qualifies(below, u, need, span, row_min, col_min, need_h, need_w):
+                u_conf = u
                 break
-        chosen = v_conf / m
-        v_unc = v_conf
+        chosen = (257 - u_conf) / m if enclosed else (u_conf - 1) / m
+        u_unc = u_conf
     if band >= 0:  # what a contour of band x the confident one's strength encloses is uncertain too
-        v_band = np.int64(np.floor(band * v_conf))
-        if v_band < v_unc:
-            v_unc = v_band
-    _paint_enclosed(conf, unc, e, x0, y0, x1, y1, bit, v_conf, v_unc)
+        u_band = 257 - np.int64(np.floor(band * (257 - u_conf)))
+        if u_band > u_unc:
+            u_unc = u_band
+    _paint(conf, unc, lv, x0, y0, x1, y1, bit, u_conf, u_unc)
     info[i, 0] = chosen
     info[i, 1] = 1.0 if fallback else 0.0
     info[i, 2] = area
-    info[i, 3] = hist[v_conf]
-    info[i, 4] = hist[v_unc] - hist[v_conf]
+    info[i, 3] = below[u_conf]
+    info[i, 4] = below[u_unc] - below[u_conf]
 
 
 @numba.njit(cache=True)
 def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, span, band, conf, unc, info,
-               head, nxt, node, d, o, stack, tmp):
-    hist = np.zeros(258, np.int64)
-    nt = thresholds.shape[0]
+               head, nxt, node, d, lv, stack, tmp):
+    below = np.zeros(258, np.int64)
     for i in range(boxes.shape[0]):
         x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
-        area = (x1 - x0) * (y1 - y0)
-        bit = bits[i]
-        if enclosed:
-            m, seeded = _enclosed_levels(ucm2, x0, y0, x1, y1, margin, head, nxt, node, d, o, stack, tmp)
-            if seeded:
-                _enclosed_box(conf, unc, info, i, o, m, x0, y0, x1, y1, bit, thresholds, alpha, hist, span, band)
-                continue
-        m = _box_levels(ucm2, x0, y0, x1, y1, head, nxt, node, d, o, stack, tmp)
-        if m == 0:  # no boundary inside the box: one region, the whole box
-            _paint(conf, unc, o, x0, y0, x1, y1, bit, 1, 1)
-            info[i, 0] = thresholds[0]
-            info[i, 2] = area
-            info[i, 3] = area
-            continue
-        # cumulative area below each integer level: below[v] = |{o < v}|
-        hist[:] = 0
-        for k in range(area):
-            hist[o[k] + 1] += 1
-        for v in range(1, 258):
-            hist[v] += hist[v - 1]
-        need = alpha * area
-        # {o < t*m} == {o < ceil(t*m)} for integer o
-        v_unc = np.int64(np.ceil(thresholds[nt - 1] * m))
-        v_conf = -1
-        chosen = 0.0
-        for j in range(nt):
-            v = np.int64(np.ceil(thresholds[j] * m))
-            if hist[v] >= need:
-                v_conf = v
-                chosen = thresholds[j]
-                break
-        fallback = v_conf < 0
-        if fallback:  # grow past the coarsest threshold, weakest boundary first
-            v_conf = 257
-            for v in range(v_unc + 1, 258):
-                if hist[v] >= need:
-                    v_conf = v
-                    break
-            chosen = (v_conf - 1) / m
-            v_unc = v_conf
-        _paint(conf, unc, o, x0, y0, x1, y1, bit, v_conf, v_unc)
-        info[i, 0] = chosen
-        info[i, 1] = 1.0 if fallback else 0.0
-        info[i, 2] = area
-        info[i, 3] = hist[v_conf]
-        info[i, 4] = hist[v_unc] - hist[v_conf]
+        m, enc = _levels(ucm2, x0, y0, x1, y1, enclosed, margin, head, nxt, node, d, lv, stack, tmp)
+        _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bits[i], thresholds, alpha, below, enc, span, band)
 
 
 @numba.njit(cache=True)
@@ -546,11 +433,7 @@ def ucm_box_masks(ucm2, boxes, dtype, thresholds, alpha, rule, margin, span=0.0,
         t = _check_thresholds(thresholds)
         bits = np.array([1 << int(c) for c in boxes[:, 4]], dtype)
         enclosed = rule == "enclosed"
-        n = 0
-        for x0, y0, x1, y1, _ in boxes:  # work arrays sized for the largest (expanded) box
-            n = max(n, _work_size(x0, y0, x1, y1))
-            if enclosed:
-                n = max(n, _work_size(*_expanded(x0, y0, x1, y1, margin, h, w)))
+        n = _work_size(boxes, enclosed, float(margin), h, w)
         _ucm_boxes(np.ascontiguousarray(ucm2, np.uint8), boxes, bits, t, float(alpha), enclosed,
                    float(margin), float(span), -1.0 if band is None else float(band), conf, unc, info,
                    *_buffers(n))
@@ -567,17 +450,9 @@ def box_scale_masks(ucm2: np.ndarray, box, thresholds=PAPER_THRESHOLDS, rule: st
     x0, y0, x1, y1 = (int(v) for v in box[:4])
     u = np.ascontiguousarray(ucm2, np.uint8)
     height, width = (u.shape[0] - 1) // 2, (u.shape[1] - 1) // 2
-    X0, Y0, X1, Y1 = _expanded(x0, y0, x1, y1, margin, height, width)
-    head, nxt, node, d, o, stack, tmp = _buffers(max(_work_size(X0, Y0, X1, Y1), _work_size(x0, y0, x1, y1)))
-    if rule == "enclosed":
-        m, seeded = _enclosed_levels(u, x0, y0, x1, y1, float(margin), head, nxt, node, d, o, stack, tmp)
-        if seeded:
-            e = o[:(y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
-            if m == 0:
-                return np.ones((len(thresholds),) + e.shape, bool)
-            return np.stack([e >= np.ceil(t * m) for t in thresholds])
-    m = _box_levels(u, x0, y0, x1, y1, head, nxt, node, d, o, stack, tmp)
-    o = o[:(y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
+    work = _buffers(_work_size(np.array([[x0, y0, x1, y1]], np.int64), True, float(margin), height, width))
+    m, enclosed = _levels(u, x0, y0, x1, y1, rule == "enclosed", float(margin), *work)
+    lv = work[4][:(y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
     if m == 0:
-        return np.ones((len(thresholds),) + o.shape, bool)
-    return np.stack([o < np.ceil(t * m) for t in thresholds])
+        return np.ones((len(thresholds),) + lv.shape, bool)
+    return np.stack([lv < _cut(t, m, enclosed) for t in thresholds])

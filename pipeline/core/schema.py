@@ -1,0 +1,161 @@
+"""The label and UCM shard schema, declared once.
+
+:mod:`pipeline.core.shards` writes what is declared here, in this order: the attributes,
+then the datasets; a map group (one ``<group>/<id>`` map per image) is filled image by
+image, together with the map groups declared next to it.  ``mixseg verify``
+(:mod:`pipeline.core.verify`) checks every declared attribute's presence (and JSON type)
+and every dataset's presence, dtype and shape against the same tables.
+``python -m pipeline.core.schema`` prints them.
+
+Shapes are written in ``N`` (images of the shard), ``M`` (boxes of the shard) and ``H``,
+``W`` (an image's height and width in pixels); a shape in ``H`` is a map group.  Dtype
+``bitset`` is the shard's bitset type (attribute ``bitset_dtype``: the narrowest unsigned
+type with ``num_classes`` bits), ``str`` a variable-length UTF-8 string, ``vlen uint8`` a
+variable-length byte array; ``since`` is the first format version with the item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+BOX_DTYPE = np.dtype([("x0", "<i4"), ("y0", "<i4"), ("x1", "<i4"), ("y1", "<i4"), ("cls", "<i2"),
+                      ("strategy", "u1"), ("fallback", "u1"), ("threshold", "<f4"), ("box_area", "<i4"),
+                      ("confident_area", "<i4"), ("uncertain_area", "<i4")])
+CHECKSUM_DTYPE = np.dtype([("image", "<u4"), ("label", "<u4"), ("truth", "<u4"), ("meta", "<u4")])
+_NAMED = {"BOX_DTYPE": BOX_DTYPE, "CHECKSUM_DTYPE": CHECKSUM_DTYPE, "str": h5py.string_dtype(),
+          "vlen uint8": h5py.vlen_dtype(np.uint8)}
+JSON_TYPES = {"JSON list": list, "JSON dict": dict}
+_DIM_NAMES = {"H": "height", "W": "width"}
+
+
+@dataclass(frozen=True)
+class Attr:
+    name: str
+    type: str  # "str", "int" or one of JSON_TYPES (stored as a JSON string)
+    meaning: str
+    since: int = 1
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    shape: tuple  # of "N", "N+1", "M", "H", "W", "2H+1", "2W+1"
+    dtype: str  # a numpy dtype name, "bitset", "str", "vlen uint8", "BOX_DTYPE" or "CHECKSUM_DTYPE"
+    meaning: str
+    since: int = 1
+
+    @property
+    def is_map(self) -> bool:
+        """A group of one map per image id (``<name>/<id>``), not one dataset."""
+        return self.shape[0] in ("H", "2H+1")
+
+    def np_dtype(self, bitset=None) -> np.dtype | None:
+        """The numpy dtype (None for ``bitset`` while the bitset type is unknown)."""
+        if self.dtype == "bitset":
+            return None if bitset is None else np.dtype(bitset)
+        return _NAMED[self.dtype] if self.dtype in _NAMED else np.dtype(self.dtype)
+
+    def dtype_ok(self, dt, bitset=None) -> bool:
+        if self.dtype == "str":
+            return h5py.check_string_dtype(dt) is not None
+        if self.dtype == "vlen uint8":
+            return h5py.check_vlen_dtype(dt) == np.dtype(np.uint8)
+        want = self.np_dtype(bitset)
+        return want is None or dt == want
+
+    def dtype_text(self, bitset=None) -> str:
+        want = self.np_dtype(bitset) if self.dtype == "bitset" else None
+        return self.dtype if want is None else want.name
+
+    def shape_ok(self, shape, n=None, h=None, w=None) -> bool:
+        """Does ``shape`` follow the rule, as far as the sizes given (N = ``n``, H = ``h``, W = ``w``) tell?"""
+        if len(shape) != len(self.shape):
+            return False
+        sizes = {"N": n, "N+1": None if n is None else n + 1, "H": h, "W": w,
+                 "2H+1": None if h is None else 2 * h + 1, "2W+1": None if w is None else 2 * w + 1}
+        for dim, v in zip(self.shape, shape):
+            if sizes.get(dim) is not None and v != sizes[dim]:
+                return False
+            if dim.startswith("2") and (v < 3 or v % 2 == 0):
+                return False
+        return True
+
+    def shape_text(self, n=None, h=None, w=None) -> str:
+        """The expected shape for a message: numbers where the sizes are known."""
+        if self.shape == ("H", "W") and h is not None and w is not None:
+            return f"({', '.join(_DIM_NAMES[d] for d in self.shape)}) = {(h, w)}"
+        if self.shape in (("N",), ("N+1",)) and n is not None:
+            return str((n + (self.shape[0] == "N+1"),))
+        return "(" + ", ".join(self.shape) + ("," if len(self.shape) == 1 else "") + ")"
+
+
+@dataclass(frozen=True)
+class Shard:
+    format: str  # attrs["mixseg_format"]
+    file_name: str
+    attrs: tuple
+    datasets: tuple
+
+    def dataset(self, name: str) -> Dataset:
+        return next(d for d in self.datasets if d.name == name)
+
+    @property
+    def maps(self) -> tuple:
+        return tuple(d for d in self.datasets if d.is_map)
+
+
+_COMMON_ATTRS = (
+    Attr("mixseg_format", "str", '"labels" or "ucm"'),
+    Attr("format_version", "int", "this layout's version (pipeline.core.shards.FORMAT_VERSION)"),
+    Attr("code_version", "str", "mixseg version that wrote the shard"),
+    Attr("checksum", "str", '"crc32": how the checksums are computed', since=2),
+    Attr("params", "JSON dict", "the stage's parameters (run-only knobs such as workers left out)"),
+)
+
+LABEL_SHARD = Shard("labels", "labels-<split>-NNNNN.h5", _COMMON_ATTRS + (
+    Attr("classes", "JSON list", "class names, background first"),
+    Attr("num_classes", "int", "C+1"),
+    Attr("bitset_dtype", "str", "numpy name of the bitset type"),
+    Attr("split", "str", "train or val"),
+    Attr("kinds", "JSON list", "names of the kind codes"),
+    Attr("strategies", "JSON list", "names of the box strategy codes"),
+), (
+    Dataset("ids", ("N",), "str", "image ids, sorted"),
+    Dataset("kind", ("N",), "uint8", "0 pixel, 1 box, 2 image (attrs kinds)"),
+    Dataset("height", ("N",), "int32", "image height in pixels"),
+    Dataset("width", ("N",), "int32", "image width in pixels"),
+    Dataset("tags", ("N",), "bitset", "classes present (image-level label)"),
+    Dataset("image", ("N",), "vlen uint8", "the encoded image file (JPEG/PNG bytes)"),
+    Dataset("label", ("H", "W"), "bitset", "training target: pixel and box kinds only"),
+    Dataset("truth", ("H", "W"), "bitset", "true mask, when the source has one"),
+    Dataset("boxes", ("M",), "BOX_DTYPE", "every box of the shard"),
+    Dataset("box_offsets", ("N+1",), "int64", "boxes of image i: boxes[off[i]:off[i+1]]"),
+    Dataset("checksums", ("N",), "CHECKSUM_DTYPE", "CRC-32 per image of image, label, truth (0 when absent) and "
+                                                   "meta (id, kind, size, tags, boxes)", since=2),
+))
+
+UCM_SHARD = Shard("ucm", "ucm-NNNNN.h5", _COMMON_ATTRS, (
+    Dataset("ids", ("N",), "str", "image ids, sorted"),
+    Dataset("ucm2", ("2H+1", "2W+1"), "uint8", "the UCM (value / 255 = boundary strength)"),
+    Dataset("crc32", ("N",), "uint32", "CRC-32 of each ucm2 map", since=2),
+))
+
+SHARDS = {s.format: s for s in (LABEL_SHARD, UCM_SHARD)}
+
+
+def render(shard: Shard) -> str:
+    """The shard's attributes and datasets as a plain-text table."""
+    rows = [(f"attrs/{a.name}", a.type, a.meaning + (f" (format {a.since}+)" if a.since > 1 else ""))
+            for a in shard.attrs]
+    rows += [(f"{d.name}/<id>" if d.is_map else d.name, f"{d.shape_text()} {d.dtype}",
+              d.meaning + (f" (format {d.since}+)" if d.since > 1 else "")) for d in shard.datasets]
+    wa, wb = (max(len(r[k]) for r in rows) for k in (0, 1))
+    return "\n".join([f"{shard.format} shard ({shard.file_name})"] +
+                     [f"  {a:<{wa}}  {b:<{wb}}  {c}" for a, b, c in rows])
+
+
+if __name__ == "__main__":
+    print("\n\n".join(render(s) for s in SHARDS.values()))
