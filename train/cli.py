@@ -71,13 +71,15 @@ def evaluate_cmd(params_path, variant, labels_dir, models_dir, metrics_dir, per_
               help="Folder of the evaluate stage's <variant>.json files.")
 @MODELS_OPTION
 @LABELS_OPTION
+@click.option("--reference", "reference_path", default="report/reference.json", show_default=True,
+              help="Reference runs (mean ± sd over seeds) a run of the same settings is checked against.")
 @click.option("--out", "out_dir", default="report", show_default=True,
               help="Folder for results.md, fig6.png, fig7.png and curves.png.")
 @reports_errors
-def report_cmd(params_path, metrics_dir, models_dir, labels_dir, out_dir):
+def report_cmd(params_path, metrics_dir, models_dir, labels_dir, reference_path, out_dir):
     """The results table (markdown), Fig. 6 bar chart, Fig. 7 prediction grid and the training curves."""
     from .fit import load_model
-    from .report import fig6, fig7, load_results, results_table, training_curves
+    from .report import fig6, fig7, load_results, reference_check, results_table, training_curves
     cfg = config(params_path)
     results = load_results(metrics_dir, list(cfg.train.variants))   # every variant's, or an error
     models = {v: load_model(Path(models_dir) / v / "model.pt")[0] for v in results}
@@ -86,6 +88,7 @@ def report_cmd(params_path, metrics_dir, models_dir, labels_dir, out_dir):
     out.mkdir(parents=True, exist_ok=True)
     fig7(models, labels_dir, out / "fig7.png")   # first: it checks the models against the shards
     table = results_table(results, cfg.train.arch, f"Method (p:b:i={ratio})")
+    table += "\n" + reference_check(results, reference_path, cfg)
     (out / "results.md").write_text(table)
     fig6(results, out / "fig6.png")
     training_curves(models_dir, list(results), out / "curves.png")

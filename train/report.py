@@ -59,6 +59,51 @@ def results_table(results: dict, arch: str, title: str = "") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+#: Knobs that never change the results (left out when a run is matched with the reference);
+#: ``train.seed`` too: the reference spans seeds.
+RUN_ONLY = ("threads", "workers", "checkpoint_every", "log_every", "variants", "n_jobs", "shard_size", "out")
+
+
+def settings(cfg, sections) -> dict:
+    """``{section: {key: value}}`` of ``cfg`` without the run-only knobs and ``train.seed``."""
+    from pipeline.core.config import record
+    return {s: {k: v for k, v in record(getattr(cfg, s)).items()
+                if k not in RUN_ONLY and not (s == "train" and k == "seed")} for s in sections}
+
+
+def reference_check(results: dict, reference_path, cfg) -> str:
+    """Markdown: each variant's mIU against the reference runs of the same settings.
+
+    ``reference_path`` is a JSON file (``report/reference.json``) with the ``params`` of the
+    reference runs (synthetic, split, ucm, labels, train; run-only knobs left out) and their
+    ``runs`` (``{variant: {seed: metrics}}``).  A run is healthy when its mIU lies within
+    mean +- max(3 sample sd, 5 points) -- three seeds underestimate the spread, and training
+    differs across CPUs.  Settings other than the reference's get a line saying so.
+    """
+    path = Path(reference_path)
+    if not path.is_file():
+        return f"No reference runs ({path} not found).\n"
+    ref = json.loads(path.read_text())
+    mine = settings(cfg, ref["params"])
+    if mine != ref["params"]:
+        differ = sorted(f"{s}.{k}" for s in mine for k in mine[s] if mine[s][k] != ref["params"][s].get(k))
+        return (f"No reference for these settings ({path} was made with other values of "
+                f"{', '.join(differ[:6])}{' …' if len(differ) > 6 else ''}).\n")
+    lines = [f"Against the reference ({path}: {ref['what']}):", "",
+             "| variant | mIU | reference mean ± sd | seeds | healthy range | |", "|---|---|---|---|---|---|"]
+    for v, m in results.items():
+        runs = [r["mIU"] for r in ref["runs"].get(v, {}).values()]
+        if len(runs) < 2:
+            lines.append(f"| {v} | {m['mIU']:.2f} | – | {len(runs)} | – | no reference |")
+            continue
+        mean, sd = float(np.mean(runs)), float(np.std(runs, ddof=1))
+        half = max(3 * sd, 5.0)
+        ok = abs(m["mIU"] - mean) <= half
+        lines.append(f"| {v} | {m['mIU']:.2f} | {mean:.2f} ± {sd:.2f} | {len(runs)} | "
+                     f"{mean - half:.1f}–{mean + half:.1f} | {'ok' if ok else '**outside: check this run**'} |")
+    return "\n".join(lines) + "\n"
+
+
 def fig6(results: dict, path) -> None:
     """Bars of mIU per variant, the upper bound drawn as a line."""
     import matplotlib
