@@ -25,6 +25,15 @@ UCM_OPTION = click.option("--ucm", "ucm_dir", default="data/ucm", show_default=T
                           help="Folder of the ucm stage's shards.")
 
 
+def quality_summary(result: dict, strategy: str) -> dict:
+    """The headline of ``mixseg quality`` (a DVC metric, few columns): ``strategy``'s mIoU, fair
+    mIoU and ignored share of box pixels beside raw_box's mIoU and fair mIoU."""
+    keys = {"miou": "miou", "miou_fair": "miou_fair", "box_ignored": "ignored"}
+    return {s: {short: result[s][k] for k, short in keys.items() if k in result[s] and not (s == "raw_box" and
+                                                                                        short == "ignored")}
+            for s in dict.fromkeys([strategy, "raw_box"]) if s in result}
+
+
 def with_workers(section, workers):
     """The section with ``workers`` overridden by the command line's ``--workers``, if given."""
     return dataclasses.replace(section, workers=workers) if workers else section
@@ -133,12 +142,15 @@ def labels(params_path, index_dir, split_path, ucm_dir, out, metrics, workers, p
 @INDEX_OPTION
 @SPLIT_OPTION
 @UCM_OPTION
-@click.option("--out", default="metrics/label_quality.json", show_default=True, help="The scores (a DVC metric).")
+@click.option("--out", default="metrics/label_quality.json", show_default=True,
+              help="Every strategy's scores, per class too.")
+@click.option("--summary", default="metrics/label_quality_summary.json", show_default=True,
+              help="The headline (a DVC metric): labels.strategy's and raw_box's mIoU, fair mIoU, ignored share.")
 @click.option("--strategy", "strategies", multiple=True,
               help="A strategy to score, repeatable (default: quality.strategies).")
 @PROGRESS_OPTION
 @reports_errors
-def quality(params_path, index_dir, split_path, ucm_dir, out, strategies, progress):
+def quality(params_path, index_dir, split_path, ucm_dir, out, summary, strategies, progress):
     """Score box-derived labels against the true masks of the box subset, per strategy."""
     from pipeline.core.config import config_from_dict, record
     from pipeline.labels.quality import run_quality
@@ -151,6 +163,7 @@ def quality(params_path, index_dir, split_path, ucm_dir, out, strategies, progre
     result = run_quality(f"{index_dir}/images.json", f"{index_dir}/annotations.json", split_path, ucm_dir,
                          cfg.labels, q, progress=progress)
     write_json(out, result)
+    write_json(summary, quality_summary(result, cfg.labels.strategy))
     for s in q.strategies:
         r = result[s]
         click.echo(f"{s:>8}: mIoU {r['miou']:6.2f}  fg P/R {r['fg_precision']:5.1f}/{r['fg_recall']:5.1f}  "

@@ -52,8 +52,9 @@ def tiny_params(**overrides):
 def make_project(tmp_path, params) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, proj)
+    for name in ("dvc.yaml", ".dvcignore", "report/reference.json"):
+        (proj / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, proj / name)
     for package in ("pipeline", "train"):
         shutil.copytree(REPO / package, proj / package, ignore=shutil.ignore_patterns("__pycache__"))
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -235,7 +236,24 @@ def test_full_pipeline_through_training_and_report(reproduced):
     for v in ("p", "p+b+i", "ub"):
         assert f"| small-{v} |" in table
         m = json.loads((proj / f"metrics/eval/{v}.json").read_text())
-        assert 0 <= m["mIU"] <= 100 and m["images"] == 6
+        assert 0 <= m["mIU"] <= 100 and json.loads((proj / f"metrics/eval_classes/{v}.json").read_text())["images"] == 6
     assert all((proj / "report" / f).exists() for f in ("fig6.png", "fig7.png", "curves.png"))
     plots = run("dvc plots show --json", proj, check=False)
     assert plots.returncode == 0 and "train/loss" in plots.stdout
+
+
+def test_dvc_experiments_compare_settings_and_show_fits_a_terminal(reproduced):
+    """`dvc exp run -S` (workspace and --temp) reruns only what the setting changes; `dvc exp show
+    --only-changed` and `dvc metrics show` fit a terminal. Runs last: it changes the project."""
+    proj, _ = reproduced
+    run("git add -A && git commit -q -m base", proj)  # experiments need a commit to start from
+    out = run("dvc exp run -S train.lr=0.05 -n lr005", proj).stdout
+    assert "Running stage 'train@p'" in out and "Running stage 'source'" not in out
+    assert "Running stage 'ucm'" not in out and "Running stage 'labels'" not in out
+    temp = run("dvc exp run --temp -S train.lr=0.02 -n lr002", proj)
+    assert temp.returncode == 0, temp.stderr
+    show = run("dvc exp show --only-changed --no-pager", proj).stdout
+    assert "lr005" in show and "lr002" in show
+    assert max(len(line) for line in show.splitlines()) <= 200, show  # a wide terminal; --drop narrows more
+    metrics = run("dvc metrics show", proj).stdout
+    assert max(len(line) for line in metrics.splitlines()) <= 160, metrics

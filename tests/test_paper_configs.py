@@ -278,7 +278,8 @@ def test_config_runs_source_to_evaluate(name, datasets, tmp_path, monkeypatch):
     assert (cfg["batch_size"], cfg["crop"], cfg["mode"], cfg["lr"]) == (1, None, "paper", 1e-4)
     invoke("evaluate", *P, "--variant", variant, "--no-progress")
     metrics = json.loads(Path(f"metrics/eval/{variant}.json").read_text())
-    assert metrics["images"] == 2 and metrics["arch"] == config["train"]["arch"]
+    detail = json.loads(Path(f"metrics/eval_classes/{variant}.json").read_text())
+    assert detail["images"] == 2 and detail["arch"] == config["train"]["arch"]
     assert all(0 <= metrics[k] <= 100 for k in ("pAcc", "mAcc", "mIU", "fwIU"))
 
 

@@ -48,7 +48,7 @@ def train_cmd(params_path, variant, labels_dir, models_dir, progress):
 @click.option("--out", "metrics_dir", default="metrics/eval", show_default=True,
               help="Folder for <variant>.json: the headline figures (a DVC metric).")
 @click.option("--per-class", "per_class_dir", default="metrics/eval_classes", show_default=True,
-              help="Folder for <variant>.json: the IoU of every class (kept out of `dvc metrics show`).")
+              help="Folder for <variant>.json: image counts and every class's IoU (out of `dvc metrics show`).")
 @PROGRESS_OPTION
 @reports_errors
 def evaluate_cmd(params_path, variant, labels_dir, models_dir, metrics_dir, per_class_dir, progress):
@@ -58,9 +58,10 @@ def evaluate_cmd(params_path, variant, labels_dir, models_dir, metrics_dir, per_
     model, meta = load_model(Path(models_dir) / variant / "model.pt")
     metrics, _ = evaluate_model(model, labels_dir, progress=progress)
     per_class = metrics.pop("per_class_iou")
-    metrics.update(variant=variant, arch=meta["arch"], train_images=meta["images"])
-    write_json(Path(metrics_dir) / f"{variant}.json", metrics)
-    write_json(Path(per_class_dir) / f"{variant}.json", {"variant": variant, "per_class_iou": per_class})
+    detail = {"variant": variant, "arch": meta["arch"], "train_images": meta["images"],
+              "images": metrics.pop("images"), "per_class_iou": per_class}
+    write_json(Path(metrics_dir) / f"{variant}.json", metrics)  # the four figures: dvc metrics show's columns
+    write_json(Path(per_class_dir) / f"{variant}.json", detail)
     click.echo(f"{variant}: pAcc {metrics['pAcc']:.2f}  mAcc {metrics['mAcc']:.2f}  "
                f"mIU {metrics['mIU']:.2f}  fwIU {metrics['fwIU']:.2f}")
 
