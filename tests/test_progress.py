@@ -21,7 +21,7 @@ def test_per_image_progress_from_workers_and_no_trace_in_the_output(tmp_path, ca
     res = run_sharded(functools.partial(_task), shards, out, lambda k: f"s{k}.txt", 2, "demo", progress=True,
                       policy=ErrorPolicy("fail"))
     assert res == [5, 5, 5, 5]
-    assert sorted(p.name for p in out.iterdir()) == ["s0.txt", "s1.txt", "s2.txt", "s3.txt", "skipped.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "s0.txt", "s1.txt", "s2.txt", "s3.txt", "skipped.json"]
     err = capsys.readouterr().err
     assert "20/20" in err and "demo" in err
 

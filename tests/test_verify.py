@@ -11,8 +11,8 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.core.errors import InputError
-from pipeline.core.shards import (BOX_DTYPE, FORMAT_VERSION, ShardReader, UcmReader, bitset_dtype, write_label_shard,
-                             write_ucm_shard)
+from pipeline.core.shards import (BOX_DTYPE, FORMAT_VERSION, ShardReader, UcmReader, bitset_dtype, manifest_entry,
+                                  write_label_shard, write_manifest, write_ucm_shard)
 from pipeline.core.verify import verify
 
 CLASSES = ["background", "cat", "dog", "cow", "bird"]
@@ -41,12 +41,23 @@ def _records():
             {"id": "c", "kind": "image", "height": 4, "width": 4, "tags": [4], "image_bytes": _png(4, 4, 3)}]
 
 
+def manifest(folder, stage, skipped=None):
+    """The folder's manifest.json, as the stage (``run_sharded``) writes it."""
+    entries = []
+    for p in sorted(folder.glob("*.h5")):
+        with h5py.File(p, "r") as f:
+            entries.append(manifest_entry(p, len(f["ids"])))
+    write_manifest(folder, entries, stage, skipped)
+
+
 @pytest.fixture
 def shards(tmp_path):
     out = tmp_path / "labels"
     write_label_shard(out / "labels-train-00000.h5", _records(), CLASSES, "train", params={"alpha": 0.3})
     u = np.random.default_rng(1).integers(0, 256, (13, 17), dtype=np.uint8)
     write_ucm_shard(tmp_path / "ucm" / "ucm-00000.h5", ["a", "b"], [u, u[:11, :15]])
+    manifest(out, "labels")
+    manifest(tmp_path / "ucm", "ucm")
     return out / "labels-train-00000.h5", tmp_path / "ucm" / "ucm-00000.h5"
 
 
@@ -240,3 +251,93 @@ def test_verify_names_the_stage_skip_list_format(tmp_path, shards):
     assert verify([lab.parent]).problems == []
     (lab.parent / "skipped.json").write_text(json.dumps([{"id": "x"}]))
     assert_reported(verify([lab.parent]), lab.parent / "skipped.json", "", "not a list of {id, path, reason}")
+
+
+# ----------------------------------------------------------------------------- the folder's manifest (issue #14)
+
+def _labels_folder(tmp_path, n=4):
+    """A labels folder of ``n`` one-image shards and its manifest, as the labels stage writes it."""
+    out = tmp_path / "lab"
+    recs = _records()
+    for k in range(n):
+        rec = dict(recs[k % 3], id=f"im{k}")
+        write_label_shard(out / f"labels-train-{k:05d}.h5", [rec], CLASSES, "train")
+    manifest(out, "labels", skipped=0)
+    (out / "skipped.json").write_text("[]")
+    return out
+
+
+def test_a_deleted_shard_is_reported_with_the_manifest(tmp_path):
+    out = _labels_folder(tmp_path)
+    assert verify([out]).problems == [] and verify([out]).notes == []
+    (out / "labels-train-00003.h5").unlink()
+    report = verify([out])
+    assert lines(report) == [f"{out}/labels-train-00003.h5: listed in {out}/manifest.json but missing: "
+                             "rerun the labels stage"]
+    result = CliRunner().invoke(main, ["verify", str(out)])
+    assert result.exit_code == 1 and result.stdout.splitlines() == lines(report)
+
+
+def test_an_unlisted_changed_or_miscounted_shard_is_reported(tmp_path):
+    out = _labels_folder(tmp_path)
+    write_label_shard(out / "labels-train-00009.h5", [dict(_records()[2], id="zz")], CLASSES, "train")
+    data = bytearray((out / "labels-train-00001.h5").read_bytes())
+    data[-200] ^= 0x01                                     # same size, other bytes
+    (out / "labels-train-00001.h5").write_bytes(bytes(data))
+    with open(out / "labels-train-00002.h5", "ab") as f:  # another size
+        f.write(b"\0" * 10)
+    doc = json.loads((out / "manifest.json").read_text())
+    doc["files"][0]["images"] = 2                          # another count
+    (out / "manifest.json").write_text(json.dumps(doc))
+    report = verify([out])
+    m = f"{out}/manifest.json"
+    assert_reported(report, out / "labels-train-00009.h5", "",
+                    f"not listed in {m} (a file from another run?): rerun the labels stage")
+    assert_reported(report, out / "labels-train-00001.h5", "", "file checksum mismatch (stored ")
+    size = (out / "labels-train-00002.h5").stat().st_size
+    assert_reported(report, out / "labels-train-00002.h5", "",
+                    f"{size} bytes, {m} records {size - 10}: the shard was changed after the labels stage wrote "
+                    "it; rerun the labels stage")
+    assert_reported(report, out / "labels-train-00000.h5", "", f"holds 1 images, {m} lists 2: rerun the labels stage")
+
+
+def test_a_folder_without_a_manifest_passes_with_a_note(shards):
+    lab, ucm = shards
+    (lab.parent / "manifest.json").unlink()
+    report = verify([lab.parent, ucm.parent])
+    assert report.problems == []
+    assert [str(n) for n in report.notes] == [
+        f"{lab.parent}: no manifest.json (an output of an older mixseg): a deleted or added shard cannot be "
+        "detected; rerun the stage to record one"]
+    assert CliRunner().invoke(main, ["verify", str(lab.parent)]).exit_code == 0
+    assert CliRunner().invoke(main, ["verify", "--strict", str(lab.parent)]).exit_code == 1
+
+
+def test_a_malformed_manifest_or_skip_count_is_reported(tmp_path):
+    out = _labels_folder(tmp_path)
+    (out / "skipped.json").write_text(json.dumps([{"id": "x", "path": "p", "reason": "r"}]))
+    assert_reported(verify([out]), out / "skipped.json", "", f"lists 1 items, {out}/manifest.json records 0")
+    (out / "manifest.json").write_text("{oops")
+    assert_reported(verify([out]), out / "manifest.json", "", "unreadable shard manifest (")
+    (out / "manifest.json").write_text(json.dumps({"manifest": 1, "stage": "labels", "shards": 1, "images": 1,
+                                                   "files": [{"name": "x"}]}))
+    assert_reported(verify([out]), out / "manifest.json", "", "not a mixseg shard manifest (bad file entry")
+    (out / "manifest.json").write_text(json.dumps({"manifest": 1, "stage": "labels"}))
+    assert_reported(verify([out]), out / "manifest.json", "", "not a mixseg shard manifest (missing or mistyped keys)")
+
+
+def test_non_ascii_ids_verify_clean(tmp_path):
+    recs = _records()
+    ids = ["ünïcødé €漢字", "Ωmega-ß", "😀"]
+    recs = sorted((dict(r, id=i) for r, i in zip(recs, ids)), key=lambda r: r["id"])
+    write_label_shard(tmp_path / "labels-train-00000.h5", recs, CLASSES, "train")
+    u = np.zeros((13, 17), np.uint8)
+    write_ucm_shard(tmp_path / "ucm-00000.h5", sorted(ids), [u] * 3)
+    report = verify([tmp_path / "labels-train-00000.h5", tmp_path / "ucm-00000.h5"])
+    assert report.problems == [] and report.images == 6
+    with h5py.File(tmp_path / "labels-train-00000.h5", "r+") as f:
+        m = f[f"label/{ids[0]}"][()]
+        m[0, 0] ^= 1
+        f[f"label/{ids[0]}"][...] = m
+    assert_reported(verify([tmp_path / "labels-train-00000.h5"]), tmp_path / "labels-train-00000.h5",
+                    f"label/{ids[0]}", "checksum mismatch")

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from pipeline.core.errors import ErrorPolicy, InputError
 from pipeline.core.fileio import atomic_path, write_json
+from pipeline.core.shards import manifest_entry, write_manifest
 
 MIN_SHARDS = 8  # enough tasks to keep 2+ workers busy on small datasets
 
@@ -64,6 +65,11 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
     items the tasks skipped are gathered (sorted by id) into ``policy.skipped``
     and written to ``out_dir/skipped.json`` inside the temporary folder, so the
     list appears together with the shards, atomically.
+
+    ``out_dir/manifest.json`` (:func:`pipeline.core.shards.write_manifest`, stage ``desc``)
+    lists every shard written, with its image count, size and CRC-32 (computed by the
+    worker that wrote it), also inside the temporary folder: the readers and ``mixseg
+    verify`` find a shard deleted, added or changed later.
     """
     out_dir = Path(out_dir)
     total = sum(len(s) for s in shards)
@@ -73,12 +79,13 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
         tick = Ticks(tmp / ".progress") if progress else None
         jobs = (delayed(_call)(task, ids, tmp / name_of(k), k, mode, tick) for k, ids in enumerate(shards))
         results = [None] * len(shards)
-        skipped = []
+        skipped, entries = [], []
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar, _follow(tick, bar):
             par = Parallel(n_jobs=workers, return_as="generator_unordered")
-            for k, n, res, sk in par(jobs):
+            for k, entry, res, sk in par(jobs):
                 results[k] = res
                 skipped += sk
+                entries.append(entry)
         if tick is not None:
             tick.path.unlink(missing_ok=True)  # not part of the output
         if policy is not None:
@@ -88,17 +95,18 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
                 raise InputError(first["path"], f"every item was skipped ({len(skipped)}; the first because: "
                                                 f"{first['reason']})")
             write_json(tmp / SKIPPED_NAME, policy.skipped)
+        write_manifest(tmp, entries, desc, None if policy is None else len(skipped))
     return results
 
 
 def _call(task, ids, path, k, mode, tick):
+    """Shard k's task, in a worker: (k, its manifest entry, the task's result, the items it skipped)."""
     _single_threaded()
     kwargs = {} if tick is None else {"tick": tick}
-    if mode is None:
-        return k, len(ids), task(ids, path, **kwargs), []
-    policy = ErrorPolicy(mode)
-    res = task(ids, path, policy=policy, **kwargs)
-    return k, len(ids), res, policy.skipped
+    policy = None if mode is None else ErrorPolicy(mode)
+    res = task(ids, path, **kwargs) if policy is None else task(ids, path, policy=policy, **kwargs)
+    skipped = [] if policy is None else policy.skipped
+    return k, manifest_entry(path, len(ids) - len(skipped)), res, skipped
 
 
 def each_item(ids, make, policy: ErrorPolicy | None = None, tick=None) -> list[tuple]:

@@ -5,7 +5,8 @@ then the datasets; a map group (one ``<group>/<id>`` map per image) is filled im
 image, together with the map groups declared next to it.  ``mixseg verify``
 (:mod:`pipeline.core.verify`) checks every declared attribute's presence (and JSON type)
 and every dataset's presence, dtype and shape against the same tables.
-``python -m pipeline.core.schema`` prints them.
+``python -m pipeline.core.schema`` prints them, and the ``manifest.json`` each stage writes
+into its output folder with the shards (``MANIFEST``).
 
 Shapes are written in ``N`` (images of the shard), ``M`` (boxes of the shard) and ``H``,
 ``W`` (an image's height and width in pixels); a shape in ``H`` is a map group.  Dtype
@@ -123,7 +124,7 @@ LABEL_SHARD = Shard("labels", "labels-<split>-NNNNN.h5", _COMMON_ATTRS + (
     Attr("kinds", "JSON list", "names of the kind codes"),
     Attr("strategies", "JSON list", "names of the box strategy codes"),
 ), (
-    Dataset("ids", ("N",), "str", "image ids, sorted"),
+    Dataset("ids", ("N",), "str", "image ids (UTF-8), sorted"),
     Dataset("kind", ("N",), "uint8", "0 pixel, 1 box, 2 image (attrs kinds)"),
     Dataset("height", ("N",), "int32", "image height in pixels"),
     Dataset("width", ("N",), "int32", "image width in pixels"),
@@ -138,12 +139,38 @@ LABEL_SHARD = Shard("labels", "labels-<split>-NNNNN.h5", _COMMON_ATTRS + (
 ))
 
 UCM_SHARD = Shard("ucm", "ucm-NNNNN.h5", _COMMON_ATTRS, (
-    Dataset("ids", ("N",), "str", "image ids, sorted"),
+    Dataset("ids", ("N",), "str", "image ids (UTF-8), sorted"),
     Dataset("ucm2", ("2H+1", "2W+1"), "uint8", "the UCM (value / 255 = boundary strength)"),
     Dataset("crc32", ("N",), "uint32", "CRC-32 of each ucm2 map", since=2),
 ))
 
 SHARDS = {s.format: s for s in (LABEL_SHARD, UCM_SHARD)}
+
+
+@dataclass(frozen=True)
+class Field:
+    """A key of ``manifest.json``: ``type`` is "int" (>= 0), "str" or "list"."""
+    name: str
+    type: str
+    meaning: str
+
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+MANIFEST = (
+    Field("manifest", "int", f"this layout's version ({MANIFEST_VERSION})"),
+    Field("stage", "str", "the stage that wrote the folder (ucm, labels)"),
+    Field("shards", "int", "number of shard files"),
+    Field("images", "int", "images in all of them"),
+    Field("skipped", "int", "items the stage skipped, as in skipped.json (when the stage has on_error)"),
+    Field("files", "list", "every shard of the folder, sorted by name:"),
+)
+MANIFEST_FILE = (
+    Field("name", "str", "file name"),
+    Field("images", "int", "images it holds"),
+    Field("bytes", "int", "file size"),
+    Field("crc32", "str", "CRC-32 of the file's bytes, 8 hex digits"),
+)
 
 
 def render(shard: Shard) -> str:
@@ -152,10 +179,20 @@ def render(shard: Shard) -> str:
             for a in shard.attrs]
     rows += [(f"{d.name}/<id>" if d.is_map else d.name, f"{d.shape_text()} {d.dtype}",
               d.meaning + (f" (format {d.since}+)" if d.since > 1 else "")) for d in shard.datasets]
+    return _table(f"{shard.format} shard ({shard.file_name})", rows)
+
+
+def _table(title: str, rows: list[tuple]) -> str:
     wa, wb = (max(len(r[k]) for r in rows) for k in (0, 1))
-    return "\n".join([f"{shard.format} shard ({shard.file_name})"] +
-                     [f"  {a:<{wa}}  {b:<{wb}}  {c}" for a, b, c in rows])
+    return "\n".join([title] + [f"  {a:<{wa}}  {b:<{wb}}  {c}" for a, b, c in rows])
+
+
+def render_manifest() -> str:
+    """The manifest's keys as a plain-text table."""
+    rows = [(f.name, f.type, f.meaning) for f in MANIFEST] + [(f"files[]/{f.name}", f.type, f.meaning)
+                                                              for f in MANIFEST_FILE]
+    return _table(f"stage output manifest ({MANIFEST_NAME}, written with the shards)", rows)
 
 
 if __name__ == "__main__":
-    print("\n\n".join(render(s) for s in SHARDS.values()))
+    print("\n\n".join([render(s) for s in SHARDS.values()] + [render_manifest()]))

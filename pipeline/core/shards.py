@@ -17,9 +17,22 @@ order, and ``mixseg verify`` checks them.
 
 Checksums (format 2+, attr ``checksum="crc32"``) are ``zlib.crc32`` of the
 decoded array's C-order little-endian bytes (:func:`map_crc32`), so they do not
-depend on the compression; ``mixseg verify`` recomputes them.  Format 1 shards
-(no checksums) are still read.  The ``workers`` knob is not recorded in
-``params``: it never changes the output.
+depend on the compression; ``mixseg verify`` recomputes them all, and the readers
+check the one of every image and map they hand out (a damaged shard raises
+:class:`InputError` instead of training on it).  Format 1 shards (no checksums)
+are still read.  The ``workers`` knob is not recorded in ``params``: it never
+changes the output.
+
+Image ids are UTF-8 everywhere: the ``ids`` dataset is a UTF-8 string dataset, map
+names are UTF-8 links (ASCII ids are written exactly as before), and the readers
+decode them with :func:`decode_ids`.
+
+A stage's output folder holds ``manifest.json`` (:func:`write_manifest`, written by
+:func:`pipeline.core.parallel.run_sharded` inside the temporary folder, so it appears
+with the shards): every shard's file name, image count, size and CRC-32.  The readers
+refuse a folder that does not match it (a shard missing, an unlisted one, another size
+or image count); ``mixseg verify`` also checks the CRCs.  Folders without one (older
+outputs) are read as before.
 
 Maps are stored one chunk per map with deflate (gzip level 1) compression: a
 500x375 label map is ~6-8 KB and decodes in about 0.1 ms.  Datasets are written
@@ -31,6 +44,7 @@ different processes.)
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import zlib
@@ -41,8 +55,9 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.core.errors import InputError
-from pipeline.core.fileio import atomic_path, decode_image, read_json
-from pipeline.core.schema import BOX_DTYPE, CHECKSUM_DTYPE, LABEL_SHARD, UCM_SHARD, Shard
+from pipeline.core.fileio import atomic_path, decode_image, read_json, write_json
+from pipeline.core.schema import (BOX_DTYPE, CHECKSUM_DTYPE, LABEL_SHARD, MANIFEST, MANIFEST_FILE, MANIFEST_NAME,
+                                  MANIFEST_VERSION, UCM_SHARD, Shard)
 
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)  # format 1: no checksums
@@ -107,7 +122,7 @@ def map_crc32(arr) -> int:
     """CRC-32 of an array's values (C order, little endian), independent of how it is stored."""
     a = np.asarray(arr)
     a = np.ascontiguousarray(a, a.dtype.newbyteorder("<") if a.dtype.byteorder not in ("|", "<") else a.dtype)
-    return zlib.crc32(a.tobytes()) & 0xFFFFFFFF
+    return zlib.crc32(a.reshape(-1).view(np.uint8)) & 0xFFFFFFFF  # the bytes in place, no copy
 
 
 def meta_crc32(image_id: str, kind: int, height: int, width: int, tags, boxes) -> int:
@@ -223,7 +238,122 @@ def write_label_shard(path, records: list[dict], classes: list[str], split: str,
             _write_shard(f, LABEL_SHARD, attrs, columns, maps, dt)
 
 
+# ----------------------------------------------------------------------------- folder manifest
+
+def file_crc32(path) -> int:
+    """CRC-32 of a file's bytes."""
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc & 0xFFFFFFFF
+
+
+def manifest_entry(path, images: int) -> dict:
+    """A written shard's row of its folder's manifest: file name, image count, size in bytes, CRC-32."""
+    path = Path(path)
+    return {"name": path.name, "images": int(images), "bytes": path.stat().st_size,
+            "crc32": f"{file_crc32(path):08x}"}
+
+
+def write_manifest(folder, entries: list[dict], stage: str, skipped: int | None = None) -> None:
+    """Write ``folder/manifest.json``: the stage that wrote the folder, its totals and every
+    shard's :func:`manifest_entry` (sorted by name).  Deterministic: no time, host or worker count."""
+    entries = sorted(entries, key=lambda e: e["name"])
+    doc = {"manifest": MANIFEST_VERSION, "stage": stage, "shards": len(entries),
+           "images": sum(e["images"] for e in entries)}
+    if skipped is not None:
+        doc["skipped"] = int(skipped)
+    doc["files"] = entries
+    write_json(Path(folder) / MANIFEST_NAME, doc)
+
+
+def _fields_ok(obj, fields, optional=()) -> bool:
+    """Does the JSON object ``obj`` hold every declared field (but ``optional`` ones) with its type?"""
+    types = {"int": int, "str": str, "list": list}
+    return isinstance(obj, dict) and all(
+        (f.name in optional and f.name not in obj) or
+        (isinstance(obj.get(f.name), types[f.type]) and not isinstance(obj[f.name], bool)
+         and (f.type != "int" or obj[f.name] >= 0)) for f in fields)
+
+
+def _manifest_error(doc) -> str | None:
+    """What makes ``doc`` no manifest (see :data:`pipeline.core.schema.MANIFEST`), or None."""
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, expected an object"
+    if doc.get("manifest") != MANIFEST_VERSION:
+        return f"manifest version {doc.get('manifest')!r}, this mixseg reads {MANIFEST_VERSION}"
+    if not _fields_ok(doc, MANIFEST, optional=("skipped",)):
+        return "missing or mistyped keys"
+    names = set()
+    for e in doc["files"]:
+        ok = _fields_ok(e, MANIFEST_FILE) and e["name"] and "/" not in e["name"] and len(e["crc32"]) == 8
+        try:
+            ok = ok and int(e["crc32"], 16) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"bad file entry {e!r}"
+        if e["name"] in names:
+            return f"{e['name']} listed twice"
+        names.add(e["name"])
+    return None
+
+
+def read_manifest(folder) -> dict | None:
+    """``folder``'s manifest; None when it has none (an output of an older mixseg).
+    An unreadable or malformed one is an :class:`InputError`."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"unreadable shard manifest ({e}): rerun the stage that wrote {folder}") from None
+    reason = _manifest_error(doc)
+    if reason is not None:
+        raise InputError(path, f"not a mixseg shard manifest ({reason}): rerun the stage that wrote {folder}")
+    return doc
+
+
+def manifest_problems(folder, manifest: dict, pattern: str = "*.h5", counts: dict | None = None,
+                      crc: bool = False) -> list[tuple[Path, str]]:
+    """How ``folder`` differs from its ``manifest``, for the files matching ``pattern``: a listed
+    shard missing or of another size, an unlisted ``*.h5`` present, with ``counts`` ({name: images
+    read}) another image count, with ``crc`` another CRC-32 (reads every byte).  (file, reason) each."""
+    folder = Path(folder)
+    where, rerun = folder / MANIFEST_NAME, f"rerun the {manifest['stage']} stage"
+    changed = f"the shard was changed after the {manifest['stage']} stage wrote it; {rerun}"
+    listed = {e["name"]: e for e in manifest["files"] if fnmatch.fnmatchcase(e["name"], pattern)}
+    present = {p.name for p in folder.glob(pattern) if p.suffix == ".h5" and not p.is_dir()}
+    out = []
+    for name, e in sorted(listed.items()):
+        p = folder / name
+        if name not in present:
+            out.append((p, f"listed in {where} but missing: {rerun}"))
+            continue
+        size = p.stat().st_size
+        if size != e["bytes"]:
+            out.append((p, f"{size} bytes, {where} records {e['bytes']}: {changed}"))
+            continue
+        if counts is not None and name in counts and counts[name] != e["images"]:
+            out.append((p, f"holds {counts[name]} images, {where} lists {e['images']}: {rerun}"))
+        if crc:
+            c = file_crc32(p)
+            if c != int(e["crc32"], 16):
+                out.append((p, f"file checksum mismatch (stored {e['crc32']}, computed {c:08x}) with {where}: "
+                               f"{changed}"))
+    for name in sorted(present - set(listed)):
+        out.append((folder / name, f"not listed in {where} (a file from another run?): {rerun}"))
+    return out
+
+
 # ----------------------------------------------------------------------------- reading
+
+def decode_ids(values) -> list[str]:
+    """Stored image ids (h5py returns the UTF-8 bytes) as str."""
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
 
 def _open(path, fmt: str) -> h5py.File:
     try:
@@ -243,25 +373,41 @@ def _open(path, fmt: str) -> h5py.File:
     return f
 
 
-def shard_paths(path, pattern: str) -> list[Path]:
-    """A shard file, or the sorted shards matching ``pattern`` in a folder."""
+def _listed_shards(path, pattern: str) -> tuple[list[Path], dict | None]:
+    """The shards a reader of ``path`` reads and the folder's manifest (None: a file, or an
+    older folder without one).  A folder that does not match its manifest is refused."""
     path = Path(path)
-    if path.is_dir():
-        paths = sorted(path.glob(pattern))
-        if not paths:
-            raise InputError(path, f"no shards matching {pattern}")
-        return paths
-    if not path.exists():
-        raise InputError(path, "shard not found")
-    return [path]
+    if not path.is_dir():
+        if not path.exists():
+            raise InputError(path, "shard not found")
+        return [path], None
+    manifest = read_manifest(path)
+    if manifest is not None:
+        problems = manifest_problems(path, manifest, pattern)
+        if problems:
+            raise InputError(*problems[0])
+    paths = sorted(path.glob(pattern))
+    if not paths:
+        raise InputError(path, f"no shards matching {pattern}")
+    return paths, manifest
+
+
+def shard_paths(path, pattern: str) -> list[Path]:
+    """A shard file, or the sorted shards matching ``pattern`` in a folder (checked against
+    the folder's ``manifest.json`` when it has one: every listed shard there, no other one)."""
+    return _listed_shards(path, pattern)[0]
+
+
+_SUMS = {"labels": "checksums", "ucm": "crc32"}  # the recorded checksums of each shard format (format 2+)
 
 
 class _ShardSet:
     """Lazily opened HDF5 files, reopened after a fork (h5py handles are per process)."""
 
-    def __init__(self, paths, fmt):
+    def __init__(self, paths, fmt, manifest: dict | None = None):
         self.paths = [Path(p) for p in paths]
         self.fmt = fmt
+        self.manifest = manifest
         self._files = {}
         self._pid = os.getpid()
         self._cache = {}
@@ -283,6 +429,31 @@ class _ShardSet:
             except KeyError:
                 raise InputError(self.paths[k], f"missing dataset {name}") from None
         return ds
+
+    def sums(self, k: int):
+        """Shard k's recorded checksums (format 2+), None for a format 1 shard."""
+        f = self.file(k)
+        key = (k, "#sums")
+        if key not in self._cache:
+            sums = None
+            if int(f.attrs["format_version"]) >= 2:
+                name = _SUMS[self.fmt]
+                try:
+                    sums = self.dataset(k, name)[:]
+                except OSError as e:
+                    raise InputError(self.paths[k], f"corrupt data in {name} ({e})") from None
+            self._cache[key] = sums
+        return self._cache[key]
+
+    def check(self, k: int, row: int, field: str | None, what: str, computed: int) -> None:
+        """Raise if ``computed`` is not the CRC-32 recorded for row ``row`` (``field`` of it)."""
+        sums = self.sums(k)
+        if sums is None:
+            return
+        stored = int(sums[row][field] if field else sums[row])
+        if computed != stored:
+            raise InputError(self.paths[k], f"{what}: checksum mismatch (stored {stored:08x}, computed "
+                                            f"{computed:08x}): the shard is damaged; rerun the {self.fmt} stage")
 
     def read_map(self, k: int, name: str):
         """One (H, W) map, or None if absent.  The low-level open reads the single
@@ -306,37 +477,50 @@ class _ShardSet:
         self._files, self._cache = {}, {}
 
     def __getstate__(self):  # picklable for DataLoader workers: reopen on the other side
-        return {"paths": self.paths, "fmt": self.fmt}
+        return {"paths": self.paths, "fmt": self.fmt, "manifest": self.manifest}
 
     def __setstate__(self, state):
-        self.__init__(state["paths"], state["fmt"])
+        self.__init__(state["paths"], state["fmt"], state.get("manifest"))
 
 
 def _read_ids(shards: _ShardSet) -> dict[str, tuple[int, int]]:
-    where = {}
+    where, counts = {}, {}
     for k, p in enumerate(shards.paths):
         try:
-            ids = shards.file(k)["ids"][:].astype(str)
+            ids = decode_ids(shards.file(k)["ids"][:])
         except KeyError:
             raise InputError(p, "missing dataset ids") from None
+        counts[p.name] = len(ids)
         for row, i in enumerate(ids):
             if i in where:
                 raise InputError(p, f"image id {i} also in {shards.paths[where[i][0]]}")
             where[i] = (k, row)
+    if shards.manifest is not None:  # the files were checked when listed: only the counts are left
+        listed = {e["name"]: e["images"] for e in shards.manifest["files"]}
+        for p in shards.paths:
+            if counts[p.name] != listed[p.name]:
+                problems = manifest_problems(p.parent, shards.manifest, p.name, counts=counts)
+                raise InputError(*problems[0])
     return where
 
 
 class ShardReader:
     """Read label shards: a shard file or a folder of them (``split`` picks
-    ``labels-<split>-*.h5``).
+    ``labels-<split>-*.h5``).  A folder with a ``manifest.json`` must match it.
+
+    With ``checksums`` (the default) every image and map read is checked against the
+    CRC-32 recorded at write time (format 2+): a damaged one raises :class:`InputError`
+    naming the shard and the id (format 1 shards have none and are read unchecked).
 
     >>> r = ShardReader("data/labels", split="train")
     >>> r.ids[:2], r.kind(r.ids[0]), r.label(r.ids[0]).shape
     """
 
-    def __init__(self, path, split: str | None = None):
+    def __init__(self, path, split: str | None = None, checksums: bool = True):
         pattern = f"labels-{split}-*.h5" if split else "labels-*.h5"
-        self._shards = _ShardSet(shard_paths(path, pattern), "labels")
+        paths, manifest = _listed_shards(path, pattern)
+        self._shards = _ShardSet(paths, "labels", manifest)
+        self.checksums = bool(checksums)
         f0 = self._shards.file(0)
         self.classes: list[str] = json.loads(f0.attrs["classes"])
         self.num_classes = int(f0.attrs["num_classes"])
@@ -349,7 +533,7 @@ class ShardReader:
         self.ids = sorted(self._where)
         self._kind = {}
         for k in range(len(self._shards.paths)):
-            ids = self._shards.dataset(k, "ids")[:].astype(str)
+            ids = decode_ids(self._shards.dataset(k, "ids")[:])
             kinds = self._shards.dataset(k, "kind")[:]
             for i, c in zip(ids, kinds):
                 self._kind[i] = KINDS[c]
@@ -372,11 +556,15 @@ class ShardReader:
         return [i for i in self.ids if self._kind[i] == kind]
 
     def image_bytes(self, image_id) -> bytes:
+        """The encoded image file (JPEG/PNG bytes), checked against its recorded CRC-32."""
         k, row = self._loc(image_id)
         try:
-            return self._shards.dataset(k, "image")[row].tobytes()
+            data = self._shards.dataset(k, "image")[row].tobytes()
         except OSError as e:
             raise InputError(self._shards.paths[k], f"corrupt data in image of {image_id} ({e})") from None
+        if self.checksums:
+            self._shards.check(k, row, "image", f"image of {image_id}", zlib.crc32(data) & 0xFFFFFFFF)
+        return data
 
     def image(self, image_id) -> np.ndarray:
         """(H, W, 3) uint8 RGB."""
@@ -384,8 +572,11 @@ class ShardReader:
         return decode_image(self.image_bytes(image_id), f"{self._shards.paths[k]}:{image_id}")
 
     def _map(self, group: str, image_id):
-        k, _ = self._loc(image_id)
-        return self._shards.read_map(k, f"{group}/{image_id}")
+        k, row = self._loc(image_id)
+        m = self._shards.read_map(k, f"{group}/{image_id}")
+        if m is not None and self.checksums:
+            self._shards.check(k, row, group, f"{group}/{image_id}", map_crc32(m))
+        return m
 
     def label(self, image_id) -> np.ndarray | None:
         """(H, W) bitsets: the training target (None for image-level kind)."""
@@ -414,11 +605,15 @@ class UcmReader:
     """Read UCM shards (a file or a folder of ``ucm-*.h5``): ``reader[id]`` -> (2H+1, 2W+1) uint8.
 
     ``skipped`` maps the ids the ucm stage skipped (``on_error: skip``, listed in
-    the folder's ``skipped.json``) to the reason.
+    the folder's ``skipped.json``) to the reason.  A folder with a ``manifest.json`` must
+    match it; with ``checksums`` (the default) every UCM read is checked against its
+    recorded CRC-32 (format 2+).
     """
 
-    def __init__(self, path):
-        self._shards = _ShardSet(shard_paths(path, "ucm-*.h5"), "ucm")
+    def __init__(self, path, checksums: bool = True):
+        paths, manifest = _listed_shards(path, "ucm-*.h5")
+        self._shards = _ShardSet(paths, "ucm", manifest)
+        self.checksums = bool(checksums)
         self._where = _read_ids(self._shards)
         self.ids = sorted(self._where)
         listed = Path(path) / "skipped.json"
@@ -430,10 +625,12 @@ class UcmReader:
         return image_id in self._where
 
     def __getitem__(self, image_id) -> np.ndarray:
-        k, _ = self._where[image_id]
+        k, row = self._where[image_id]
         u = self._shards.read_map(k, f"ucm2/{image_id}")
         if u is None:
             raise InputError(self._shards.paths[k], f"missing ucm2/{image_id}")
+        if self.checksums:
+            self._shards.check(k, row, None, f"ucm2/{image_id}", map_crc32(u))
         return u
 
     def close(self):

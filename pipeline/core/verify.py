@@ -13,7 +13,11 @@ Checks, for every shard file given (or every ``*.h5`` in a folder given):
   classes are in 1..C;
 * **content** -- the CRC-32 checksums recorded at write time (format 2) match the
   stored image bytes, maps and per-image fields, and each stored image decodes to
-  its recorded size.  Format 1 shards have no checksums: a note says so.
+  its recorded size.  Format 1 shards have no checksums: a note says so;
+* **completeness** -- a folder's ``manifest.json`` (written by the stage with its
+  shards) lists exactly the ``*.h5`` files there, each with its recorded size, CRC-32
+  and image count, and the skip list holds as many items as it records.  A folder
+  without one (an older output) gets a note: a deleted shard cannot be detected there.
 
 Every problem is reported, one :class:`Problem` per line naming the file and the
 item (``<file>: <item>: <reason>``), not just the first one.
@@ -31,8 +35,9 @@ import numpy as np
 
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import decode_image
-from pipeline.core.schema import JSON_TYPES, SHARDS, Dataset, Shard
-from pipeline.core.shards import KINDS, READ_VERSIONS, bitset_dtype, map_crc32, meta_crc32
+from pipeline.core.schema import JSON_TYPES, MANIFEST_NAME, SHARDS, Dataset, Shard
+from pipeline.core.shards import (KINDS, READ_VERSIONS, bitset_dtype, decode_ids, manifest_problems, map_crc32,
+                                  meta_crc32, read_manifest)
 
 FORMATS = ("labels", "ucm")
 NO_STRATEGY = 255
@@ -152,7 +157,7 @@ class _Checker:
         ids = self.dataset(f, shard.dataset("ids"))
         if ids is None:
             return None
-        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        ids = decode_ids(ids)
         seen = set()
         for i in ids:
             if i in seen:
@@ -240,13 +245,13 @@ def _label_attrs(c: _Checker, attrs: dict) -> tuple:
     return num_classes, dt
 
 
-def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
+def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str] | None:
     shard = SHARDS["labels"]
     attrs = _attrs(c, f, shard, version)
     num_classes, dt = _label_attrs(c, attrs)
     ids = c.ids(f, shard)
     if ids is None:
-        return []
+        return None
     n = len(ids)
     values = _datasets(c, f, shard, version, n, dt)
     kind, height, width, tags, image_ds, boxes, offsets = (
@@ -354,12 +359,12 @@ def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str]:
     return ids
 
 
-def _verify_ucm(c: _Checker, f, version: int) -> list[str]:
+def _verify_ucm(c: _Checker, f, version: int) -> list[str] | None:
     shard = SHARDS["ucm"]
     _attrs(c, f, shard, version)
     ids = c.ids(f, shard)
     if ids is None:
-        return []
+        return None
     n = len(ids)
     values = _datasets(c, f, shard, version, n)
     g, crcs = values["ucm2"], values.get("crc32")
@@ -381,37 +386,37 @@ def _verify_ucm(c: _Checker, f, version: int) -> list[str]:
     return ids
 
 
-def verify_shard(path, decode_images: bool = True) -> tuple[Report, str | None, list[str], list | None]:
-    """Check one shard file.  Returns (report, format or None, ids, classes or None)."""
+def verify_shard(path, decode_images: bool = True) -> tuple[Report, str | None, list[str] | None, list | None]:
+    """Check one shard file.  Returns (report, format or None, ids or None when unreadable, classes or None)."""
     c = _Checker(path)
     try:
         f = h5py.File(path, "r")
     except FileNotFoundError:
         c.bad("", "shard not found")
-        return c.report, None, [], None
+        return c.report, None, None, None
     except OSError as e:
         c.bad("", f"corrupt or truncated shard ({e})")
-        return c.report, None, [], None
+        return c.report, None, None, None
     with f:
         c.report.shards = 1
         try:
             fmt = f.attrs.get("mixseg_format")
         except _READ_ERRORS as e:
             c.bad("attrs", f"unreadable ({e})")
-            return c.report, None, [], None
+            return c.report, None, None, None
         fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
         if fmt not in FORMATS:
             c.bad("attrs/mixseg_format", f"not a mixseg shard (mixseg_format={fmt!r})")
-            return c.report, None, [], None
+            return c.report, None, None, None
         version = f.attrs.get("format_version")
         try:
             version = int(version)
         except (TypeError, ValueError):
             c.bad("attrs/format_version", f"missing or not an integer ({version!r})")
-            return c.report, fmt, [], None
+            return c.report, fmt, None, None
         if version not in READ_VERSIONS:
             c.bad("attrs/format_version", f"{version}, this mixseg reads {', '.join(map(str, READ_VERSIONS))}")
-            return c.report, fmt, [], None
+            return c.report, fmt, None, None
         try:
             if fmt == "labels":
                 ids = _verify_labels(c, f, version, decode_images)
@@ -424,7 +429,7 @@ def verify_shard(path, decode_images: bool = True) -> tuple[Report, str | None, 
                 classes = None
         except _READ_ERRORS as e:  # corruption in HDF5 metadata met half way through
             c.bad("", f"corrupt shard, checking stopped ({type(e).__name__}: {e})")
-            ids, classes = [], None
+            ids, classes = None, None
     return c.report, fmt, ids, classes
 
 
@@ -432,32 +437,67 @@ def _is_temp(name: str) -> bool:
     return name.startswith(".") and (".tmp-" in name or ".old-" in name)
 
 
-def _verify_skipped(path: Path, report: Report) -> None:
+def _verify_skipped(path: Path, report: Report) -> int | None:
+    """Check a stage's skip list; returns how many items it lists (None when unusable)."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         report.problems.append(Problem(str(path), "", f"unreadable skip list ({e})"))
-        return
+        return None
     if not isinstance(doc, list) or not all(isinstance(s, dict) and {"id", "path", "reason"} <= set(s)
                                             for s in doc):
         report.problems.append(Problem(str(path), "", "not a list of {id, path, reason} records"))
+        return None
+    return len(doc)
+
+
+def _folder_manifest(folder: Path, has_shards: bool, report: Report) -> dict | None:
+    """The folder's manifest (None: none, or unusable, which is a problem); a note when it has none."""
+    try:
+        manifest = read_manifest(folder)
+    except InputError as e:
+        report.problems.append(Problem(e.path, "", e.reason))
+        return None
+    if manifest is None and has_shards:
+        report.notes.append(Problem(str(folder), "", f"no {MANIFEST_NAME} (an output of an older mixseg): a deleted "
+                                                     "or added shard cannot be detected; rerun the stage to record "
+                                                     "one"))
+    return manifest
+
+
+def _check_manifest(folder: Path, manifest: dict, counts: dict, skipped: int | None, report: Report) -> None:
+    """Every listed shard present, of its size, CRC-32 and image count; no other ``*.h5``; the skip count."""
+    for path, reason in manifest_problems(folder, manifest, "*.h5", counts, crc=True):
+        report.problems.append(Problem(str(path), "", reason))
+    where = folder / MANIFEST_NAME
+    if "skipped" in manifest and skipped is not None and skipped != manifest["skipped"]:
+        report.problems.append(Problem(str(folder / "skipped.json"), "", f"lists {skipped} items, {where} records "
+                                                                         f"{manifest['skipped']}"))
+    elif "skipped" in manifest and not (folder / "skipped.json").exists():
+        report.problems.append(Problem(str(folder / "skipped.json"), "", f"missing ({where} records "
+                                                                         f"{manifest['skipped']} skipped items)"))
 
 
 def verify(paths, decode_images: bool = True) -> Report:
     """Check shard files and folders of shards; every problem is in ``report.problems``."""
     report = Report()
     files: list[Path] = []
+    folders: list[tuple[Path, dict, int | None]] = []  # (folder, its manifest, items in its skip list)
     for p in map(Path, paths):
         if p.is_dir():
             entries = sorted(p.iterdir())
+            skipped = None
             for e in entries:
                 if _is_temp(e.name):
                     report.problems.append(Problem(str(e), "", "temporary file of an interrupted write inside "
                                                                "the output folder"))
                 elif e.name == "skipped.json":
-                    _verify_skipped(e, report)
+                    skipped = _verify_skipped(e, report)
             shards = [e for e in entries if e.suffix == ".h5" and e.is_file() and not _is_temp(e.name)]
-            if not shards:
+            manifest = _folder_manifest(p, bool(shards), report)
+            if manifest is not None:
+                folders.append((p, manifest, skipped))
+            elif not shards:
                 report.problems.append(Problem(str(p), "", "no shards (*.h5) in this folder"))
             files += shards
         elif p.exists():
@@ -466,10 +506,13 @@ def verify(paths, decode_images: bool = True) -> Report:
             report.problems.append(Problem(str(p), "", "not found"))
     owner: dict[tuple[str, str], Path] = {}
     classes_of: tuple[Path, list] | None = None
+    counts: dict[Path, int] = {}  # images of each shard whose ids could be read
     for path in files:
         r, fmt, ids, classes = verify_shard(path, decode_images)
         report.extend(r)
-        for i in dict.fromkeys(ids):
+        if ids is not None:
+            counts[path] = len(ids)
+        for i in dict.fromkeys(ids or ()):
             first = owner.setdefault((fmt, i), path)
             if first != path:
                 report.problems.append(Problem(str(path), i, f"id also in {first}"))
@@ -478,4 +521,7 @@ def verify(paths, decode_images: bool = True) -> Report:
                 classes_of = (path, classes)
             elif classes != classes_of[1]:
                 report.problems.append(Problem(str(path), "attrs/classes", f"differ from {classes_of[0]}"))
+    for folder, manifest, skipped in folders:
+        _check_manifest(folder, manifest, {p.name: n for p, n in counts.items() if p.parent == folder}, skipped,
+                        report)
     return report
