@@ -693,7 +693,7 @@ def test_load_source_bad_params_name_params_yaml(voc_root):
                           ({"kind": "camvid", "root": str(voc_root), "camvid": {"colour": 1}},
                            "source.camvid.colour: unknown key")]:
         with pytest.raises(InputError, match=match) as err:
-            load_source(config_from_dict({"source": params}).source)
+            load_source(config_from_dict({"source": params, "synthetic": {"out": []}}).source)
         assert err.value.path == "params.yaml"
 
 

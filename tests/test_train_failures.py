@@ -140,7 +140,7 @@ def test_a_model_of_another_class_count_is_refused_where_it_meets_the_shards(pro
     classes = ["background"] + [f"c{k}" for k in range(1, count)]
     _model_of(classes, "models/p/model.pt")
     Path("metrics/eval/p.json").write_text("{\"mIU\": 1}")
-    shard_classes = json.loads(Path("metrics/eval/ub.json").read_text())["per_class_iou"]
+    shard_classes = json.loads(Path("metrics/eval_classes/ub.json").read_text())["per_class_iou"]
     reason = (f"models/p/model.pt: model was trained on {count} classes ({', '.join(classes)}), but the shards in "
               f"labels have 5 ({', '.join(shard_classes)}): use the model trained on these shards")
     assert error_line(mixseg("evaluate", "--variant", "p", "--labels", "labels", "--no-progress"),
