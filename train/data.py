@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline.core.config import VARIANTS
+from pipeline.core.config import VARIANTS, TrainConfig
 from pipeline.core.shards import KIND_CODE, ShardReader, shard_paths
 
 MEAN = (0.485, 0.456, 0.406)
@@ -120,7 +120,8 @@ def _axis(n: int, scaled: int, crop: int | None, rng) -> tuple:
     return (i0, i1, w), nearest, out, dest
 
 
-def augment_pair(image: np.ndarray, bits: np.ndarray, rng, crop=None, scale=(0.5, 2.0), flip=True):
+def augment_pair(image: np.ndarray, bits: np.ndarray, rng, crop=None, scale=TrainConfig.scale,
+                 flip=TrainConfig.flip):
     """Jointly scale, crop/pad and flip a normalised (H, W, 3) float32 image and its (H, W)
     bitsets.  Image bilinear, bits nearest; padding is 0 in both.  Always draws the same
     random numbers in the same order (scale, crop y, crop x, flip)."""
@@ -164,7 +165,7 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, shard_dir, split: str = "train", variant: str = "p+b+i", crop=None,
-                 scale=(0.5, 2.0), flip: bool = True, augment: bool = True, seed: int = 0):
+                 scale=TrainConfig.scale, flip: bool = TrainConfig.flip, augment: bool = True, seed: int = 0):
         self.shard_dir, self.split, self.variant = shard_dir, split, variant
         if crop is not None:
             crop = (int(crop[0]), int(crop[1]))
@@ -348,7 +349,7 @@ def collate(batch: list[dict]) -> dict:
             "index": torch.tensor([int(b["index"]) for b in batch], dtype=torch.int64)}
 
 
-def make_loader(dataset: ShardDataset, batch_size: int, sampling: str = "subset", seed: int = 0,
+def make_loader(dataset: ShardDataset, batch_size: int, sampling: str = TrainConfig.sampling, seed: int = 0,
                 num_workers: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
                 drop_last: bool = False) -> DataLoader:
     """A DataLoader over ``dataset`` with subset (one kind per batch) or mixed batches.
