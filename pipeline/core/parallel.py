@@ -51,8 +51,28 @@ def _single_threaded():
 SKIPPED_NAME = "skipped.json"
 
 
+def shard_slice(by_id: dict | None, ids) -> dict:
+    """``{name: {id: mapping[id] for id in ids}}`` for every mapping of ``by_id``: the part of
+    the index one shard needs, so a task carries its shard's records and not the whole index."""
+    return {name: {i: mapping[i] for i in ids} for name, mapping in (by_id or {}).items()}
+
+
+def shard_calls(task, shards: list[list[str]], folder, name_of, mode: str | None = None, tick=None,
+                by_id: dict | None = None):
+    """The joblib calls of :func:`run_sharded`, lazily, one per shard: exactly what is
+    pickled and sent to a worker (a loky process or a Dask worker) per task.
+
+    Each call carries ``task`` (bound to small parameters only), the shard's ids and
+    :func:`shard_slice` of ``by_id``: its size grows with the shard size, never with the
+    size of the index, and every record crosses the wire once per run in all.
+    """
+    folder = Path(folder)
+    for k, ids in enumerate(shards):
+        yield delayed(_call)(task, ids, folder / name_of(k), k, mode, tick, shard_slice(by_id, ids))
+
+
 def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, desc: str,
-                progress: bool = True, policy: ErrorPolicy | None = None) -> list:
+                progress: bool = True, policy: ErrorPolicy | None = None, by_id: dict | None = None) -> list:
     """Run ``task(ids, path)`` for every shard, writing into a temporary folder
     that replaces ``out_dir`` only when every shard is written.
 
@@ -70,6 +90,11 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
     lists every shard written, with its image count, size and CRC-32 (computed by the
     worker that wrote it), also inside the temporary folder: the readers and ``mixseg
     verify`` find a shard deleted, added or changed later.
+
+    ``by_id``: ``{name: {id: record}}``, the index the task looks its ids up in.  Do not
+    bind it into ``task`` (every task would then carry the whole index: ~110 MB per task
+    for COCO's labels); each call gets ``name={id: record}`` for its own shard's ids only
+    (:func:`shard_calls`), a few hundred bytes per image whatever the index size.
     """
     out_dir = Path(out_dir)
     total = sum(len(s) for s in shards)
@@ -77,7 +102,7 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         tick = Ticks(tmp / ".progress") if progress else None
-        jobs = (delayed(_call)(task, ids, tmp / name_of(k), k, mode, tick) for k, ids in enumerate(shards))
+        jobs = shard_calls(task, shards, tmp, name_of, mode, tick, by_id)
         results = [None] * len(shards)
         skipped, entries = [], []
         with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar, _follow(tick, bar):
@@ -99,10 +124,13 @@ def run_sharded(task, shards: list[list[str]], out_dir, name_of, workers: int, d
     return results
 
 
-def _call(task, ids, path, k, mode, tick):
-    """Shard k's task, in a worker: (k, its manifest entry, the task's result, the items it skipped)."""
+def _call(task, ids, path, k, mode, tick, index=None):
+    """Shard k's task, in a worker: (k, its manifest entry, the task's result, the items it skipped).
+    ``index``: the shard's slice of ``run_sharded``'s ``by_id``, passed as keyword arguments."""
     _single_threaded()
-    kwargs = {} if tick is None else {"tick": tick}
+    kwargs = dict(index or {})
+    if tick is not None:
+        kwargs["tick"] = tick
     policy = None if mode is None else ErrorPolicy(mode)
     res = task(ids, path, **kwargs) if policy is None else task(ids, path, policy=policy, **kwargs)
     skipped = [] if policy is None else policy.skipped

@@ -101,10 +101,10 @@ def run_labels(images_json, annotations_json, split_json, ucm_dir, out_dir, para
             shards.append(ids)
             names.append(f"labels-{split}-{k:05d}.h5")
         kinds_of.update(kinds)
-    task = functools.partial(_label_shard, images=images, annotations=annotations, kinds=kinds_of,
-                             classes=classes, params=params, ucm_dir=ucm_dir if need_ucm else None)
+    # the index goes to each task sliced to its shard's ids (run_sharded's by_id), not bound into the task
+    task = functools.partial(_label_shard, classes=classes, params=params, ucm_dir=ucm_dir if need_ucm else None)
     counts = run_sharded(task, shards, out_dir, lambda k: names[k], params.workers, "labels", progress,
-                         policy=policy)
+                         policy=policy, by_id={"images": images, "annotations": annotations, "kinds": kinds_of})
     skipped = {s["id"] for s in policy.skipped}
     summary = {"train": {k: sum(c[k] for c, n in zip(counts, names) if n.startswith("labels-train"))
                          for k in ("pixel", "box", "image")},

@@ -60,8 +60,9 @@ def run_ucm(images_json, out_dir, params: UcmConfig, progress: bool = True) -> d
     if not records:
         raise InputError(images_json, "no training images")
     shards = plan_shards(records, params.shard_size)
-    task = functools.partial(_ucm_shard, records=records, params=params)
+    # the records go to each task sliced to its shard (run_sharded's by_id), not bound into the task
+    task = functools.partial(_ucm_shard, params=params)
     done = run_sharded(task, shards, out_dir, lambda k: f"ucm-{k:05d}.h5", params.workers, "ucm",
-                       progress, policy=policy)
+                       progress, policy=policy, by_id={"records": records})
     return {"images": sum(done), "shards": len(shards), "method": params.method, "skipped": len(policy.skipped)}
 
