@@ -182,7 +182,8 @@ def test_params_are_keys_that_change_the_output(name):
 FOREACH_LISTS = {"synthetic.out", "train.variants"}
 #: The output knobs of the stages that read another section's keys or only some of its own.
 OTHER_PARAMS = {
-    "quality": {"quality.strategies"} | {f"labels.{k}" for k in ("strategy", "rule", "margin", "span", "band", "thresholds",
+    "quality": {"quality.strategies"} | {f"labels.{k}" for k in ("strategy", "rule", "margin", "span", "band", "clear",
+                                                                "prior", "prior_band", "floor", "thresholds",
                                                                 "alpha", "seed", "grabcut", "external_dir",
                                                                 "external_format")},
     "report": {"train.variants", "train.arch", "split.ratio"},  # the table's rows and header

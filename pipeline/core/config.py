@@ -335,6 +335,10 @@ class BoxStrategy:
     margin: float
     span: float
     band: Optional[float]
+    clear: float
+    prior: float
+    prior_band: float
+    floor: Optional[float]
     seed: int
     grabcut: GrabcutConfig
     external_dir: Optional[str]
@@ -400,6 +404,10 @@ class LabelsConfig:
     margin: float = knob(0.1, lo=0, hi=1)
     span: float = knob(0.82, lo=0, hi=1)
     band: Optional[float] = knob(0.75, lo=0, hi=1)
+    clear: float = knob(0.0, lo=0, hi=1)
+    prior: float = knob(0.35, lo=0, hi=2)
+    prior_band: float = knob(0.05, lo=0, hi=1)
+    floor: Optional[float] = knob(None, lo=0, hi=1)
     thresholds: tuple[float, ...] = knob(PAPER_THRESHOLDS, nonempty=True)
     alpha: float = knob(0.25, lo=0, hi=1, lo_open=True)
     seed: int = 0
@@ -426,7 +434,7 @@ class LabelsConfig:
         s = BoxStrategy(name=str(name), base=base, rule=over.get("rule", self.rule),
                         thresholds=tuple(over.get("thresholds", self.thresholds)),
                         alpha=over.get("alpha", self.alpha), margin=self.margin, span=self.span, band=self.band,
-                        seed=self.seed, grabcut=self.grabcut, external_dir=self.external_dir,
+                        clear=self.clear, prior=self.prior, prior_band=self.prior_band, floor=self.floor, seed=self.seed, grabcut=self.grabcut, external_dir=self.external_dir,
                         external_format=self.external_format)
         _check_thresholds(key, s.thresholds)
         if not 0 < s.alpha <= 1:
@@ -437,7 +445,7 @@ class LabelsConfig:
 @dataclass(frozen=True)
 class QualityConfig:
     """``quality``: the box strategies scored against the true masks."""
-    strategies: tuple[str, ...] = knob(("ucm", "raw_box", "grabcut", "hard", "ucm_t0.25", "ucm_t0.5", "ucm_t0.75",
+    strategies: tuple[str, ...] = knob(("ucm", "raw_box", "hard", "ucm_t0.25", "ucm_t0.5", "ucm_t0.75",
                                         "ucm_paper_a0.3"), nonempty=True)
 
 

@@ -13,7 +13,13 @@ counts 1/K towards each (as in the loss, Eq. 3).  Reported per strategy:
   ignored ones count as missed), in %;
 * ``box_labelled`` / ``box_ignored``: share of pixels inside boxes that get a
   label / are left ignored, in %;
-* ``seconds_per_box`` and ``fallback_boxes``.
+* ``seconds_per_box`` and ``fallback_boxes``;
+* the coverage-fair scores ``miou_fair``, ``per_class_iou_fair``, ``fg_precision_fair``,
+  ``fg_recall_fair``: the same, with every ignored pixel inside a box counted as that
+  box's class -- of the smallest box holding it when there are several (first in the
+  image's box order on a tie), :func:`fill_ignored`.  That is what a user who trains on
+  hard labels gets, so leaving pixels out cannot pass for accuracy; a strategy that
+  ignores nothing scores the same on both.
 """
 
 from __future__ import annotations
@@ -53,23 +59,65 @@ def soft_confusion(labels: np.ndarray, truth_map: np.ndarray, num_classes: int) 
     return confusion_matrix(pred, truth, n, weights)
 
 
-def summarize(conf, fg_stats, box_px, box_labelled, seconds, n_boxes, n_fallback, classes) -> dict:
-    """One strategy's scores (module docstring) from its accumulated confusion ``conf``,
-    ``fg_stats`` = (foreground pixels right, labelled, true), the box pixels and how many
-    of them got a label, the labelling time, the boxes and the fallback boxes."""
+def box_owner(boxes: np.ndarray, shape) -> np.ndarray:
+    """(H, W) int64: the class of the smallest box holding each pixel (the first of the
+    smallest in ``boxes`` order on a tie), 0 outside every box."""
+    owner = np.zeros(shape, np.int64)
+    boxes = np.asarray(boxes, np.int64).reshape(-1, 5)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for k in np.lexsort((-np.arange(len(boxes)), -area)):  # largest first, so the smallest is painted last
+        x0, y0, x1, y1, c = boxes[k]
+        owner[y0:y1, x0:x1] = c
+    return owner
+
+
+def fill_ignored(labels: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """``labels`` with every ignored pixel (no bit) inside a box set to the one bit of
+    ``owner`` (:func:`box_owner`); ignored pixels outside every box stay ignored."""
+    fill = (labels == 0) & (owner > 0)
+    if not fill.any():
+        return labels
+    out = labels.copy()
+    out[fill] = np.left_shift(labels.dtype.type(1), owner[fill].astype(labels.dtype))
+    return out
+
+
+def _fg_counts(labels, true_fg, valid) -> tuple[int, int, int]:
+    """(foreground pixels labelled foreground, labelled foreground on valid truth, true foreground)."""
+    lab_fg = (labels & ~labels.dtype.type(1)) != 0  # any foreground bit
+    return np.sum(lab_fg & true_fg), np.sum(lab_fg & valid), np.sum(true_fg)
+
+
+def _scores(conf, fg_stats, classes) -> tuple:
     scores = segmentation_metrics(conf, classes, digits=2)
     tp_fg, label_fg, true_fg = fg_stats
-    return {
-        "miou": None if np.isnan(scores["mIU"]) else scores["mIU"],
-        "per_class_iou": scores["per_class_iou"],
-        "fg_precision": round(100 * tp_fg / max(label_fg, 1e-9), 2),
-        "fg_recall": round(100 * tp_fg / max(true_fg, 1e-9), 2),
+    return (None if np.isnan(scores["mIU"]) else scores["mIU"], scores["per_class_iou"],
+            round(100 * tp_fg / max(label_fg, 1e-9), 2), round(100 * tp_fg / max(true_fg, 1e-9), 2))
+
+
+def summarize(conf, fg_stats, box_px, box_labelled, seconds, n_boxes, n_fallback, classes,
+              conf_fair=None, fg_fair=None) -> dict:
+    """One strategy's scores (module docstring) from its accumulated confusion ``conf``,
+    ``fg_stats`` = (foreground pixels right, labelled, true), the box pixels and how many
+    of them got a label, the labelling time, the boxes and the fallback boxes; the fair
+    scores from ``conf_fair`` and ``fg_fair``, the same of the filled labels, when given."""
+    miou, per_class, precision, recall = _scores(conf, fg_stats, classes)
+    out = {
+        "miou": miou,
+        "per_class_iou": per_class,
+        "fg_precision": precision,
+        "fg_recall": recall,
         "box_labelled": round(100 * box_labelled / max(box_px, 1), 2),
         "box_ignored": round(100 * (1 - box_labelled / max(box_px, 1)), 2),
         "boxes": int(n_boxes),
         "fallback_boxes": int(n_fallback),
         "seconds_per_box": round(seconds / max(n_boxes, 1), 6),
     }
+    if conf_fair is not None:
+        miou, per_class, precision, recall = _scores(conf_fair, fg_fair, classes)
+        out.update(miou_fair=miou, per_class_iou_fair=per_class, fg_precision_fair=precision,
+                   fg_recall_fair=recall)
+    return out
 
 
 def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progress=True) -> dict:
@@ -80,7 +128,8 @@ def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progre
     labels only.  Returns ``{strategy name: summary}``.
     """
     n = len(classes)
-    acc = {s.name: {"conf": np.zeros((n, n)), "fg": np.zeros(3), "box_px": 0, "box_lab": 0, "t": 0.0, "fb": 0}
+    acc = {s.name: {"conf": np.zeros((n, n)), "fg": np.zeros(3), "conf_fair": np.zeros((n, n)),
+                    "fg_fair": np.zeros(3), "box_px": 0, "box_lab": 0, "t": 0.0, "fb": 0}
            for s in strategies}
     n_boxes = 0
     for s in strategies:  # load the JIT-compiled kernels before anything is timed
@@ -93,9 +142,8 @@ def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progre
         h, w = image["height"], image["width"]
         if truth_map.shape != (h, w):
             raise InputError(ann["mask"].path, f"mask is {truth_map.shape[1]}x{truth_map.shape[0]}, image is {w}x{h}")
-        in_box = np.zeros((h, w), bool)
-        for x0, y0, x1, y1, _ in boxes:
-            in_box[y0:y1, x0:x1] = True
+        owner = box_owner(boxes, (h, w))
+        in_box = owner > 0
         valid = truth_map < n
         true_fg = valid & (truth_map > 0)
         inputs = {}
@@ -108,11 +156,14 @@ def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progre
             a["t"] += time.perf_counter() - t0
             a["fb"] += int(info[:, 1].sum())
             a["conf"] += soft_confusion(labels, truth_map, n)
-            lab_fg = (labels & ~labels.dtype.type(1)) != 0  # any foreground bit
-            a["fg"] += (np.sum(lab_fg & true_fg), np.sum(lab_fg & valid), np.sum(true_fg))
+            a["fg"] += _fg_counts(labels, true_fg, valid)
+            fair = fill_ignored(labels, owner)
+            a["conf_fair"] += soft_confusion(fair, truth_map, n)
+            a["fg_fair"] += _fg_counts(fair, true_fg, valid)
             a["box_px"] += int(in_box.sum())
             a["box_lab"] += int((in_box & (labels != 0)).sum())
-    return {s: summarize(a["conf"], a["fg"], a["box_px"], a["box_lab"], a["t"], n_boxes, a["fb"], classes)
+    return {s: summarize(a["conf"], a["fg"], a["box_px"], a["box_lab"], a["t"], n_boxes, a["fb"], classes,
+                         a["conf_fair"], a["fg_fair"])
             for s, a in acc.items()}
 
 

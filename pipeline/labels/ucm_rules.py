@@ -41,6 +41,18 @@ pedestrian's jacket) is not taken for the object; ``band`` widens the uncertain
 region to what a contour of ``band`` times the confident level's strength encloses,
 so a box whose confident level had to be lowered keeps an ignored margin.
 
+Two more, for photographs, also off unless asked for (``clear=0``, ``floor=None``):
+``clear`` is a per-box confidence -- the level at which the confident mask is enclosed
+(the threshold times the crop's largest UCM value, or the lowered level after a fallback;
+UCM scale 0..1) must be at least ``clear``, else the contours give no clear object and
+the box is labelled by a box prior instead (:func:`_prior_box`: pixel p is the
+object when ``e(p)/m + r(p) >= prior + prior_band``, ignored within ``prior_band`` of
+``prior``, background below; ``r`` is p's distance to the nearest side of the box over
+half the box size, 0 on the sides, 1 at the centre -- the tight-box prior, weighed
+equally with how strongly p is enclosed); ``floor`` cuts the uncertain region to what
+contours of at least ``floor`` times the confident level enclose, so what only a much
+weaker contour encloses is background, not ignored.
+
 Both rules run through the same kernels: one bucket-queue flood (:func:`_flood`, the
 bottleneck or the widest-path variant) and one level choice (:func:`_rule_box`).  Each
 box pixel gets a level L -- ``o`` for the paper rule, ``256 - e`` for the enclosed rule
@@ -327,15 +339,50 @@ def _qualifies(below, u, need, span, row_min, col_min, need_h, need_w):
 
 
 @numba.njit(cache=True)
-def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha, below, enclosed, span, band):
+def _prior_box(conf, unc, lv, m, x0, y0, x1, y1, bit, prior, prior_band):
+    """The box prior for a box without a clear object (enclosed rule, ``clear``): pixel p
+    scores ``e/m + r`` -- how strongly it is enclosed (``e = 256 - L``, over the crop's
+    largest UCM value ``m``; 0 when ``m`` is 0) plus its distance ``r`` to the nearest side
+    of the box over half the box size (0 on the sides, 1 at the centre).  A score of at
+    least ``prior + prior_band`` is confident, one within ``prior_band`` below that
+    uncertain (nothing with ``prior_band`` 0), the rest background.  Returns the
+    confident and the uncertain pixel counts."""
+    bh = y1 - y0
+    bw = x1 - x0
+    hi = prior + prior_band
+    lo = prior - prior_band
+    n_conf = 0
+    n_unc = 0
+    for py in range(bh):
+        dy = min(py + 0.5, bh - py - 0.5) / (0.5 * bh)
+        for px in range(bw):
+            dx = min(px + 0.5, bw - px - 0.5) / (0.5 * bw)
+            en = 0.0
+            if m > 0:
+                en = min(max((256 - lv[py * bw + px]) / m, 0.0), 1.0)
+            score = en + min(dx, dy)
+            if score >= hi:
+                conf[y0 + py, x0 + px] |= bit
+                n_conf += 1
+            elif prior_band > 0 and score >= lo:
+                unc[y0 + py, x0 + px] |= bit
+                n_unc += 1
+    return n_conf, n_unc
+
+
+@numba.njit(cache=True)
+def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha, below, enclosed, span, band,
+              clear, prior, prior_band, floor):
     """Either rule for one box, given its levels ``lv`` (:func:`_levels`).  The candidate
     regions {L < cut} grow from the first threshold tried to the last: the paper rule's
     smallest t first, the enclosed rule's strongest contour (largest t) first.  The
     confident region is the first that qualifies (covers ``alpha`` of the box and, for the
     enclosed rule, spans ``span`` of its height and width), else the region grown past the
     last candidate until one does; uncertain is the last candidate minus the confident
-    region (nothing after a fallback), widened by ``band``.  ``span`` and ``band`` are the
-    enclosed rule's only."""
+    region (nothing after a fallback), widened by ``band``, cut to ``floor`` (< 0: off).  A
+    confident contour weaker than ``clear`` (UCM scale; 0: off) hands the box to the box
+    prior (:func:`_prior_box`, ``prior``, ``prior_band``), recorded as a fallback.
+    ``span``, ``band``, ``clear`` and ``floor`` are the enclosed rule's only."""
     area = (x1 - x0) * (y1 - y0)
     bh = y1 - y0
     bw = x1 - x0
@@ -343,6 +390,16 @@ def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha,
     if not enclosed:
         span = 0.0
         band = -1.0
+        clear = 0.0
+        floor = -1.0
+    if m == 0 and clear > 0:  # no contour at all: no clear object
+        n_conf, n_unc = _prior_box(conf, unc, lv, m, x0, y0, x1, y1, bit, prior, prior_band)
+        info[i, 0] = 0.0
+        info[i, 1] = 1.0
+        info[i, 2] = area
+        info[i, 3] = n_conf
+        info[i, 4] = n_unc
+        return
     if m == 0:  # no boundary anywhere near the box: all of it
         _paint(conf, unc, lv, x0, y0, x1, y1, bit, 257, 257)
         info[i, 0] = thresholds[nt - 1] if enclosed else thresholds[0]
@@ -378,10 +435,24 @@ def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha,
                 break
         chosen = (257 - u_conf) / m if enclosed else (u_conf - 1) / m
         u_unc = u_conf
+    if clear > 0 and 257 - u_conf < clear * 255:  # the confident contour is too weak: no clear object
+        n_conf, n_unc = _prior_box(conf, unc, lv, m, x0, y0, x1, y1, bit, prior, prior_band)
+        info[i, 0] = chosen
+        info[i, 1] = 1.0
+        info[i, 2] = area
+        info[i, 3] = n_conf
+        info[i, 4] = n_unc
+        return
     if band >= 0:  # what a contour of band x the confident one's strength encloses is uncertain too
         u_band = 257 - np.int64(np.floor(band * (257 - u_conf)))
         if u_band > u_unc:
             u_unc = u_band
+    if floor >= 0:  # ... but only what a contour of floor x its strength encloses
+        u_floor = 257 - np.int64(np.ceil(floor * (257 - u_conf)))
+        if u_floor < u_conf:
+            u_floor = u_conf
+        if u_floor < u_unc:
+            u_unc = u_floor
     _paint(conf, unc, lv, x0, y0, x1, y1, bit, u_conf, u_unc)
     info[i, 0] = chosen
     info[i, 1] = 1.0 if fallback else 0.0
@@ -391,13 +462,14 @@ def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha,
 
 
 @numba.njit(cache=True)
-def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, span, band, conf, unc, info,
-               head, nxt, node, d, lv, stack, tmp):
+def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, span, band, clear, prior, prior_band, floor,
+               conf, unc, info, head, nxt, node, d, lv, stack, tmp):
     below = np.zeros(258, np.int64)
     for i in range(boxes.shape[0]):
         x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
         m, enc = _levels(ucm2, x0, y0, x1, y1, enclosed, margin, head, nxt, node, d, lv, stack, tmp)
-        _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bits[i], thresholds, alpha, below, enc, span, band)
+        _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bits[i], thresholds, alpha, below, enc, span, band,
+                  clear, prior, prior_band, floor)
 
 
 @numba.njit(cache=True)
@@ -419,8 +491,12 @@ def _check_thresholds(thresholds) -> np.ndarray:
     return t
 
 
-def ucm_box_masks(ucm2, boxes, dtype, thresholds, alpha, rule, margin, span=0.0, band=None):
+def ucm_box_masks(ucm2, boxes, dtype, thresholds, alpha, rule, margin, span=0.0, band=None, clear=0.0,
+                  prior=0.35, prior_band=0.05, floor=None):
     """The UCM rule's per-pixel confident and uncertain bitsets and per-box info.
+
+    ``span``, ``band``, ``clear`` (with ``prior`` and ``prior_band``) and ``floor`` refine the
+    enclosed rule (module docstring); their defaults here leave them off.
 
     Returns ``conf`` and ``unc``, (H, W) arrays of ``dtype`` holding the bits of the
     classes whose confident / uncertain mask covers each pixel, and ``info`` (M, 5).
@@ -435,8 +511,8 @@ def ucm_box_masks(ucm2, boxes, dtype, thresholds, alpha, rule, margin, span=0.0,
         enclosed = rule == "enclosed"
         n = _work_size(boxes, enclosed, float(margin), h, w)
         _ucm_boxes(np.ascontiguousarray(ucm2, np.uint8), boxes, bits, t, float(alpha), enclosed,
-                   float(margin), float(span), -1.0 if band is None else float(band), conf, unc, info,
-                   *_buffers(n))
+                   float(margin), float(span), -1.0 if band is None else float(band), float(clear), float(prior),
+                   float(prior_band), -1.0 if floor is None else float(floor), conf, unc, info, *_buffers(n))
     return conf, unc, info
 
 

@@ -1,7 +1,7 @@
 """Dataset readers, one module per format, and the choice among them by ``source.kind``
 (:class:`pipeline.core.config.SourceConfig`):
 
-    kind: synthetic | voc2012 | siftflow | boxes | camvid
+    kind: synthetic | voc2012 | siftflow | boxes | camvid | classmaps
     root: data/raw/...            dataset folder
     boxes: auto                   VOC-layout kinds: auto | xml | instances;
                                   any kind: a COCO .json file or a folder of VOC XML
@@ -10,6 +10,7 @@
     voc2012: {sbd}                                            kind "voc2012"
     boxes_source: {images, masks, tags, classes, val_list}    kind "boxes"
     camvid: {things, min_area, train_dirs, val_dirs}          kind "camvid"
+    classmaps: {train, val, val_list, classes, void, things, min_area, background}   kind "classmaps"
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from pipeline.sources.boxfiles import class_boxes, load_boxes, read_box_annotations, resolve_path
 from pipeline.sources.camvid import load_camvid
+from pipeline.sources.classmaps import load_classmaps
 from pipeline.core.config import SourceConfig, record
 from pipeline.core.errors import InputError
 from pipeline.core.index import Dataset
@@ -90,6 +92,8 @@ def load_source(params: SourceConfig) -> Dataset:
                              f"for kind {params.kind!r} use 'auto' or a COCO .json file / VOC XML folder")
         if params.kind == "siftflow":
             dataset = load_siftflow(root)
+        elif params.kind == "classmaps":
+            dataset = load_classmaps(root, **record(params.classmaps))
         else:
             c = params.camvid
             dataset = load_camvid(root, things=list(c.things), min_area=c.min_area, train_dirs=list(c.train_dirs),
