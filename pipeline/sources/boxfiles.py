@@ -183,6 +183,17 @@ def read_tags(path, classes: list[str], image_ids) -> dict[str, list[int]]:
     return out
 
 
+def image_files(image_dir: Path) -> dict[str, Path]:
+    """``{id: path}`` of the images in a folder (id = file stem); two images of one id is an error."""
+    files = {}
+    for p in sorted(image_dir.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            if p.stem in files:
+                raise InputError(p, f"two images share the id {p.stem!r} (also {files[p.stem]})")
+            files[p.stem] = p
+    return files
+
+
 def load_boxes(root, boxes, images="images", masks=None, tags=None, classes=None, val_list=None) -> Dataset:
     """Read a folder of images with boxes (and optional masks, tags, class list, val list).
 
@@ -222,12 +233,7 @@ def load_boxes(root, boxes, images="images", masks=None, tags=None, classes=None
     image_dir = resolve_path(root, images)
     if not image_dir.is_dir():
         raise InputError(image_dir, "image folder not found")
-    files = {}
-    for p in sorted(image_dir.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-            if p.stem in files:
-                raise InputError(p, f"two images share the id {p.stem!r} (also {files[p.stem]})")
-            files[p.stem] = p
+    files = image_files(image_dir)
 
     names, records = read_box_annotations(resolve_path(root, boxes))
     class_names = read_class_list(resolve_path(root, classes)) if classes else ["background"] + names

@@ -41,7 +41,7 @@ from pipeline.core.config import ClassmapsOptions
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import read_label_png
 from pipeline.core.index import VOID, Dataset, Item, MaskRef
-from pipeline.sources.boxfiles import IMAGE_EXTENSIONS, resolve_path
+from pipeline.sources.boxfiles import image_files, resolve_path
 from pipeline.sources.camvid import component_boxes
 from pipeline.sources.voc import read_id_list
 
@@ -130,16 +130,6 @@ def check_classmap(raw: np.ndarray, path, num_values: int, void: int) -> None:
                                f"nor void ({void})" + (f"; {len(bad)} such values" if len(bad) > 1 else ""))
 
 
-def _image_files(image_dir: Path) -> dict[str, Path]:
-    files = {}
-    for p in sorted(image_dir.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-            if p.stem in files:
-                raise InputError(p, f"two images share the id {p.stem!r} (also {files[p.stem]})")
-            files[p.stem] = p
-    return files
-
-
 def load_classmaps(root, train=ClassmapsOptions.train, val=ClassmapsOptions.val, val_list=None,
                    classes=ClassmapsOptions.classes, void=ClassmapsOptions.void, things=ClassmapsOptions.things,
                    min_area=ClassmapsOptions.min_area, background=ClassmapsOptions.background) -> Dataset:
@@ -196,7 +186,7 @@ def load_classmaps(root, train=ClassmapsOptions.train, val=ClassmapsOptions.val,
                 raise InputError(image_dir, "image folder not found")
             if not map_dir.is_dir():
                 raise InputError(map_dir, f"class-map folder of {image_dir} not found")
-            files = _image_files(image_dir)
+            files = image_files(image_dir)
             if not files:
                 raise InputError(image_dir, "no images in the folder")
             for p in sorted(map_dir.glob("*.png")):
