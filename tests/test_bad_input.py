@@ -165,9 +165,13 @@ def test_corrupt_ucm_shard_stops_the_labels_stage(project):
     for stage in ("source", "split", "ucm"):
         assert invoke(stage).exit_code == 0
     shard = sorted(Path("data/ucm").glob("ucm-*.h5"))[0]
-    shard.write_bytes(shard.read_bytes()[:100])
-    assert_fails(invoke("labels"), str(shard), "corrupt or truncated shard")
+    size = shard.stat().st_size
+    shard.write_bytes(shard.read_bytes()[:100])  # the folder's manifest.json catches it before h5py opens it
+    assert_fails(invoke("labels"), str(shard), f"100 bytes, data/ucm/manifest.json records {size}: the shard was "
+                                              "changed after the ucm stage wrote it; rerun the ucm stage")
     assert_nothing_left("data/labels", "metrics/labels.json")
+    Path("data/ucm/manifest.json").unlink()  # an older output without a manifest: h5py's own error
+    assert_fails(invoke("labels"), str(shard), "corrupt or truncated shard")
 
 
 def test_corrupt_label_shard_in_inspect(project, tmp_path):
