@@ -72,6 +72,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from pipeline.ucm import algorithm as ucm  # noqa: E402
 from pipeline.core.fileio import read_image  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import cpu_model, git_commit, load_average  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -104,34 +106,6 @@ def pin_one_core():
     return None
 
 
-def cpu_model():
-    """``lscpu``'s "Model name" (falls back to /proc/cpuinfo, then platform)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def load_average():
-    """``uptime``'s load averages (1, 5, 15 min) and the line itself."""
-    try:
-        line = subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        line = None
-    la = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"uptime": line, "loadavg_1_5_15": [round(v, 2) for v in la] if la else None}
-
-
 def machine(pinned):
     return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "pinned_cpu": pinned,
             "python": platform.python_version(), "higra": importlib.metadata.version("higra"),
@@ -140,17 +114,6 @@ def machine(pinned):
             "repo": str(REPO), "git_commit": git_commit(),
             "source_note": os.environ.get("BENCH_SOURCE"),  # e.g. which commit a snapshot without .git holds
             "load_start": load_average()}
-
-
-def git_commit():
-    try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 # ----------------------------------------------------------------------------- images
