@@ -12,56 +12,25 @@ generator of the calls joblib pickles) on generated indexes of 1k and 20k images
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import random
 from pathlib import Path
 
 import pytest
 
 cloudpickle = pytest.importorskip("cloudpickle")  # what loky and distributed pickle tasks with
 
-from pipeline.core import parallel
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from fake_index import fake_index  # noqa: E402
+
+from pipeline.core import parallel  # noqa: E402
 from pipeline.core.config import LabelsConfig, UcmConfig
 from pipeline.core.parallel import run_sharded, shard_calls, shard_slice
 from pipeline.labels import stage as labels_stage
 from pipeline.ucm import stage as ucm_stage
 
 SHARD = 100  # 1k images -> 10 shards, 20k -> 200: the same shard size (MIN_SHARDS does not bite)
-CLASSES = ["background"] + [f"class_{k:02d}" for k in range(1, 81)]
-
-
-def write_fake_index(folder: Path, n: int, boxes_per_image: int = 7, seed: int = 0) -> Path:
-    """images.json, annotations.json and split.json of ``n`` COCO-like images (90% train),
-    with realistic field sizes; the files they name do not exist."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    images, anns, assignment = [], [], {}
-    for k in range(n):
-        i = f"{k:012d}"
-        split = "val" if k % 10 == 9 else "train"
-        h, w = rng.randint(240, 640), rng.randint(320, 640)
-        images.append({"id": i, "path": f"data/coco/{split}2017/{i}.jpg",
-                       "md5": hashlib.md5(i.encode()).hexdigest(), "height": h, "width": w, "split": split})
-        boxes = []
-        for _ in range(boxes_per_image):
-            x0, y0 = rng.randrange(w - 8), rng.randrange(h - 8)
-            boxes.append([x0, y0, rng.randint(x0 + 4, w), rng.randint(y0 + 4, h), rng.randint(1, 80)])
-        mask = None
-        if split == "val" or k % 10 == 0:
-            mask = {"path": f"data/coco/masks/{i}.png", "format": "png", "lut": None,
-                    "md5": hashlib.md5(i.encode() + b"m").hexdigest()}
-        anns.append({"id": i, "mask": mask, "boxes": boxes, "tags": sorted({b[4] for b in boxes})})
-        if split == "train":
-            assignment[i] = "pixel" if mask else ("box" if k % 10 < 6 else "image")
-    (folder / "images.json").write_text(json.dumps({"format": "mixseg-images", "version": 1, "items": images}))
-    (folder / "annotations.json").write_text(json.dumps({"format": "mixseg-annotations", "version": 1,
-                                                         "classes": CLASSES, "items": anns}))
-    (folder / "split.json").write_text(json.dumps({"format": "mixseg-split", "version": 1, "seed": 0,
-                                                   "assignment": assignment}))
-    (folder / "ucm").mkdir(exist_ok=True)
-    return folder
 
 
 def task_sizes(monkeypatch, folder: Path, first: int = 5) -> dict:
@@ -86,8 +55,8 @@ def task_sizes(monkeypatch, folder: Path, first: int = 5) -> dict:
 
 
 def test_per_task_payload_does_not_grow_with_the_index(monkeypatch, tmp_path):
-    small = task_sizes(monkeypatch, write_fake_index(tmp_path / "small", 1_000))
-    large = task_sizes(monkeypatch, write_fake_index(tmp_path / "large", 20_000))
+    small = task_sizes(monkeypatch, fake_index(tmp_path / "small", 1_000))
+    large = task_sizes(monkeypatch, fake_index(tmp_path / "large", 20_000))
     assert large["ucm_shards"] > 10 * small["ucm_shards"]  # the shard size is the same, the count is not
     for stage in ("ucm", "labels"):
         # same shard size, 20x the index: the task is within a small constant of the small index's
