@@ -141,3 +141,13 @@ def test_a_mount_point_as_output_is_refused_before_work(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="is a mount point"):
         with atomic_path(out):
             pytest.fail("the work must not start")
+
+
+def test_a_permission_error_while_the_caller_works_is_not_blamed_on_the_output(tmp_path):
+    # e.g. an input image the stage cannot read: its own error, not "cannot write the output"
+    out = tmp_path / "out.json"
+    with pytest.raises(PermissionError):
+        with atomic_path(out) as tmp:
+            tmp.write_text("half")
+            raise PermissionError(errno.EACCES, "Permission denied", "data/raw/x.jpg")
+    assert not out.exists() and list(tmp_path.iterdir()) == []

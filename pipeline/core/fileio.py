@@ -113,6 +113,10 @@ _WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "dis
                  errno.EPERM: "operation not permitted", errno.EBUSY: "device or resource busy"}
 
 
+#: Reasons that can only concern the output being written.
+_DISK_REASONS = {_WRITE_ERRNOS[errno.ENOSPC], _WRITE_ERRNOS[errno.EDQUOT], _WRITE_ERRNOS[errno.EROFS]}
+
+
 def _write_error(e: BaseException) -> str | None:
     """The reason of an error that means the output could not be written, else None
     (h5py reports a full disk as ``RuntimeError: ... errno = 28``)."""
@@ -194,8 +198,10 @@ def atomic_path(path):
     except OSError as e:
         raise InputError(path, f"cannot write here ({_write_error(e) or e.strerror or e})") from None
     tmp = _temp_name(path, "tmp")
+    moving = False  # False while the caller writes: errors there may come from reading its inputs
     try:
         yield tmp
+        moving = True
         if tmp.is_file():
             _fsync(tmp)
         if path.is_dir() and not path.is_symlink():
@@ -213,7 +219,9 @@ def atomic_path(path):
             _fsync(path.parent)
     except (OSError, RuntimeError) as e:
         reason = _write_error(e)
-        if reason is None:
+        # while the caller works, only a full or read-only disk is surely about the output; a
+        # permission error could be an input's, and must keep that file's name
+        if reason is None or not (moving or reason in _DISK_REASONS):
             raise
         raise InputError(path, f"cannot write the output: {reason}; the previous version is kept") from None
     finally:
