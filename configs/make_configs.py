@@ -112,7 +112,7 @@ REST = """ucm:
   variants: {variants}
   arch: {arch}
   pretrained: data/pretrained/vgg16-397923af.pth   # torchvision's VGG16 ImageNet state dict; never downloaded
-  mode: paper              # batch 1, no crop, subset batches, Eq. 3 sums, lr 1e-4 (train/fit.py train_config)
+  mode: paper              # batch 1, no crop, subset batches, Eq. 3 sums, lr 1e-4 (TrainConfig.resolve in pipeline/core/config.py)
   sampling: subset
   batch_size: 1
   crop: null
