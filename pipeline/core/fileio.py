@@ -78,8 +78,10 @@ def remove_stale_temps(path) -> list[Path]:
     return removed
 
 
-def sweep_stale_temps(*roots, depth: int = 3) -> list[Path]:
-    """Remove the temporaries of killed writers anywhere under ``roots`` (``depth`` levels).
+def sweep_stale_temps(*roots, depth: int = 2) -> list[Path]:
+    """Remove the temporaries of killed writers anywhere under ``roots`` (``depth`` levels:
+    the stages write ``data/<out>``, ``metrics/eval/<v>.json``, ``models/<v>/model.pt``; a
+    dataset under ``data/raw/<set>/`` is not walked).
 
     Every command runs this on the project's output folders before it starts, so
     leftovers never outlive the next run of any stage -- even when DVC restored the
