@@ -80,19 +80,22 @@ def evaluate_cmd(params_path, variant, labels_dir, models_dir, metrics_dir, per_
 def report_cmd(params_path, metrics_dir, models_dir, labels_dir, reference_path, out_dir):
     """The results table (markdown), Fig. 6 bar chart, Fig. 7 prediction grid and the training curves."""
     from .fit import load_model
-    from .report import fig6, fig7, load_results, reference_check, results_table, training_curves
+    from pipeline.core.fileio import atomic_path
+    from .report import fig6, fig7, load_results, read_curves, reference_check, results_table, training_curves
     cfg = config(params_path)
     results = load_results(metrics_dir, list(cfg.train.variants))   # every variant's, or an error
     models = {v: load_model(Path(models_dir) / v / "model.pt")[0] for v in results}
     ratio = ":".join(str(r) for r in cfg.split.ratio)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fig7(models, labels_dir, out / "fig7.png")   # first: it checks the models against the shards
     table = results_table(results, cfg.train.arch, f"Method (p:b:i={ratio})")
     table += "\n" + reference_check(results, reference_path, cfg)
-    (out / "results.md").write_text(table)
+    curves = read_curves(models_dir, list(results))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig7(models, labels_dir, out / "fig7.png")   # the first write: it checks the models against the shards first
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(table)
     fig6(results, out / "fig6.png")
-    training_curves(models_dir, list(results), out / "curves.png")
+    training_curves(curves, out / "curves.png")
     click.echo(table)
 
 

@@ -83,8 +83,12 @@ def reference_check(results: dict, reference_path, cfg) -> str:
     path = Path(reference_path)
     if not path.is_file():
         return f"No reference runs ({path} not found).\n"
-    ref = json.loads(path.read_text())
-    mine = settings(cfg, ref["params"])
+    try:
+        ref = json.loads(path.read_text())
+        mine = settings(cfg, ref["params"])
+        ref["runs"], ref["what"]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(path, f"not a reference file of mixseg report (needs params, runs, what: {e!r})") from None
     if mine != ref["params"]:
         differ = sorted(f"{s}.{k}" for s in mine for k in mine[s] if mine[s][k] != ref["params"][s].get(k))
         return (f"No reference for these settings ({path} was made with other values of "
@@ -162,23 +166,30 @@ def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
     reader.close()
 
 
-def training_curves(models_dir, variants, path) -> None:
-    """The training loss of every variant against iterations (from its dvclive
-    ``live/plots/metrics/train/loss.tsv``), as a PNG: viewable offline, unlike
-    ``dvc plots show``'s HTML, which loads vega from the network."""
+def read_curves(models_dir, variants) -> dict:
+    """``{variant: (iterations, training losses)}`` from each variant's dvclive
+    ``live/plots/metrics/train/loss.tsv``; a missing one is an InputError naming it."""
     import csv
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    curves = {}
     for v in variants:
         tsv = Path(models_dir) / v / "live" / "plots" / "metrics" / "train" / "loss.tsv"
         if not tsv.is_file():
             raise InputError(tsv, f"no training curve for {v} (make it with dvc repro train@{v})")
         with open(tsv) as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
-        ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], label=v, lw=1.2)
+        curves[v] = ([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows])
+    return curves
+
+
+def training_curves(curves: dict, path) -> None:
+    """The training loss of every variant against iterations (:func:`read_curves`), as a PNG:
+    viewable offline, unlike ``dvc plots show``'s HTML, which loads vega from the network."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for v, (steps, losses) in curves.items():
+        ax.plot(steps, losses, label=v, lw=1.2)
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
