@@ -54,10 +54,7 @@ def test_alpha_rule_picks_the_smallest_threshold_that_is_large_enough():
 def test_alpha_rule_first_threshold_and_uncertain_region_is_ignored():
     # core [2:9] (49 px >= 36.3) is cut off by 150 > 0.25*240 -> confident at t = 1/4;
     # at t = 3/4 (180) it joins ring [1:10] (boundary 150): uncertain = 81 - 49 = 32 px.
-    r = np.zeros((11, 11), int)
-    r[1:10, 1:10] = 1
-    r[2:9, 2:9] = 2
-    u = ucm_from_regions(r, lambda a, b: {(0, 1): 240, (1, 2): 150, (0, 2): 240}[(min(a, b), max(a, b))])
+    r, u = nested_squares([240, 150])  # ring [1:10], core [2:9]; boundaries 240 (outer), 150
     labels, info = soft_labels(u, [[0, 0, 11, 11, 2]], num_classes=3)
     assert tuple(info[0]) == (0.25, 0, 121, 49, 32)
     assert np.all(labels[2:9, 2:9] == 0b100)
@@ -109,10 +106,7 @@ def test_two_overlapping_boxes_of_different_classes_give_a_two_bit_pixel():
 
 
 def test_confident_beats_uncertain_across_boxes():
-    r = np.zeros((11, 11), int)
-    r[1:10, 1:10] = 1
-    r[2:9, 2:9] = 2
-    u = ucm_from_regions(r, lambda a, b: {(0, 1): 240, (1, 2): 150, (0, 2): 240}[(min(a, b), max(a, b))])
+    r, u = nested_squares([240, 150])  # ring [1:10], core [2:9]; boundaries 240 (outer), 150
     # box A leaves ring 1 uncertain; box B (class 1) over the left strip labels part of that ring
     labels, _ = soft_labels(u, [[0, 0, 11, 11, 2]], num_classes=3)
     assert labels[1, 5] == 0
