@@ -81,17 +81,19 @@ def report_cmd(params_path, metrics_dir, models_dir, labels_dir, reference_path,
     """The results table (markdown), Fig. 6 bar chart, Fig. 7 prediction grid and the training curves."""
     from .fit import load_model
     from pipeline.core.fileio import atomic_path
-    from .report import fig6, fig7, load_results, read_curves, reference_check, results_table, training_curves
+    from .report import (check_models, fig6, fig7, load_results, read_curves, reference_check, results_table,
+                         training_curves)
     cfg = config(params_path)
     results = load_results(metrics_dir, list(cfg.train.variants))   # every variant's, or an error
     models = {v: load_model(Path(models_dir) / v / "model.pt")[0] for v in results}
     ratio = ":".join(str(r) for r in cfg.split.ratio)
+    check_models(models, labels_dir)  # each model against the shards' classes
     table = results_table(results, cfg.train.arch, f"Method (p:b:i={ratio})")
     table += "\n" + reference_check(results, reference_path, cfg)
     curves = read_curves(models_dir, list(results))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fig7(models, labels_dir, out / "fig7.png")   # the first write: it checks the models against the shards first
+    fig7(models, labels_dir, out / "fig7.png")
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(table)
     fig6(results, out / "fig6.png")

@@ -129,15 +129,24 @@ def fig6(results: dict, path) -> None:
     plt.close(fig)
 
 
+def check_models(models: dict, shard_dir) -> None:
+    """An InputError unless every model was trained on the classes of the val shards."""
+    reader = ShardReader(shard_dir, split="val")
+    try:
+        for model in models.values():
+            check_classes(model, reader, shard_dir)
+    finally:
+        reader.close()
+
+
 def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
     """Rows: validation images; columns: image, ground truth, each variant's prediction.
-    Every model must have been trained on the shards' classes (``check_classes``)."""
+    Every model must have been trained on the shards' classes (:func:`check_models`)."""
+    check_models(models, shard_dir)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     reader = ShardReader(shard_dir, split="val")
-    for model in models.values():
-        check_classes(model, reader, shard_dir)
     from matplotlib.patches import Patch
     ids = reader.ids[:: max(1, len(reader.ids) // n_images)][:n_images]
     pal = np.full((256, 3), 255, np.uint8)  # void (255) white
