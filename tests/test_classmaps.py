@@ -131,6 +131,20 @@ def test_background_false_keeps_the_class_list(tmp_path):
     assert [b[4] for b in by_id(ds0)["1_1_s"].boxes] == [1, 2, 3, 4]  # no box of the background
 
 
+def test_background_flag_reaches_the_index(tmp_path):
+    from pipeline.core.index import index_background
+    root = make_msrc(tmp_path / "msrc")
+    # a placeholder class 0 no pixel has: no real background; a list starting with background: a real one
+    for kwargs, want in (({"classes": MSRC, "background": False}, False),
+                         ({"classes": ["background"] + MSRC[1:], "background": False}, True),
+                         ({"classes": MSRC, "background": True}, True)):
+        ds = load_classmaps(root, min_area=10, **kwargs)
+        assert ds.background is want
+        write_index(ds, tmp_path / "index", progress=False)
+        assert read_json(tmp_path / "index" / "annotations.json")["background"] is want
+        assert index_background(tmp_path / "index" / "annotations.json") is want
+
+
 def test_camvid_layout_reads_exactly_as_the_camvid_reader(tmp_path):
     root = tmp_path / "camvid"
     for k, (split, name) in enumerate((("train", "0001TP_006690"), ("val", "0016E5_07959"))):
@@ -277,3 +291,26 @@ def test_source_split_ucm_labels_quality_from_params(tmp_path, monkeypatch):
         assert set(q[s]["per_class_iou"]) == {"background", "cow", "car"}
     assert q["raw_box"]["miou_fair"] == q["raw_box"]["miou"]
     assert sorted(p.name for p in Path("data/labels").glob("labels-*.h5"))
+
+
+def test_box_labels_ignore_the_background_when_the_dataset_has_none(tmp_path):
+    """Every pixel of such a dataset has a real class: what the boxes leave is ignored (no
+    bit), never taught as a class-0 'background' no pixel has; the box pixels keep their class."""
+    from pipeline.core.config import LabelsConfig
+    from pipeline.core.shards import ShardReader
+    from pipeline.labels.stage import image_record
+    image = tmp_path / "a.png"
+    write_image(image, seed=1)
+    img = {"id": "a", "path": str(image), "height": H, "width": W}
+    ann = {"mask": None, "boxes": [[2, 3, 10, 12, 1], [8, 5, 20, 9, 2]], "tags": [1, 2]}
+    params = LabelsConfig(strategy="raw_box")
+    with_bg = image_record(img, ann, "box", ["background", "a", "b"], params, {}, background=True)["label"]
+    no_bg = image_record(img, ann, "box", ["background", "a", "b"], params, {}, background=False)
+    label = no_bg["label"]
+    assert with_bg[0, 0] == 1 and label[0, 0] == 0                 # outside every box: ignored
+    assert label[4, 4] == 2 and label[6, 9] == 2 | 4 and label[6, 15] == 4   # boxes: their classes, soft overlap
+    np.testing.assert_array_equal(label, with_bg & ~np.uint8(1))
+    from pipeline.core.shards import write_label_shard
+    write_label_shard(tmp_path / "s" / "labels-train-00000.h5", [no_bg], ["background", "a", "b"], "train",
+                      background=False)
+    assert ShardReader(tmp_path / "s").background is False

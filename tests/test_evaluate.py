@@ -143,3 +143,31 @@ def test_evaluate_model_refuses_a_loaded_model_trained_on_other_classes(val_shar
     assert str(e.value) == (f"{tmp_path / 'other.pt'}: model was trained on 4 classes (background, a, b, d), but "
                             f"the shards in {val_shards} have 4 (background, a, b, c): use the model trained on "
                             f"these shards")
+
+
+def test_no_background_predicts_and_scores_only_the_real_classes(tmp_path):
+    """Shards whose class 0 is a placeholder (every pixel has a real class): the argmax runs
+    over classes 1..C, so class 0 is absent and left out of the mIU instead of entering as 0."""
+    from train.evaluate import evaluate_model, predict_class_map
+    buf = io.BytesIO()
+    Image.fromarray(_image(0)).save(buf, format="PNG")
+    truth = np.full((H, W), 1 << 1, np.uint8)
+    truth[:, W // 2:] = 1 << 2
+    rec = {"id": "v0", "kind": "pixel", "height": H, "width": W, "tags": [1, 2], "truth": truth,
+           "image_bytes": buf.getvalue()}
+    model = _model()
+    with torch.no_grad():          # a model whose class 0 wins everywhere
+        model.classifier.bias[0] = 100.0
+    pred_all = predict_class_map(model, _image(0), background=True)
+    pred_real = predict_class_map(model, _image(0), background=False)
+    assert (pred_all == 0).all() and pred_real.min() >= 1
+    for background, folder in ((True, tmp_path / "bg"), (False, tmp_path / "nobg")):
+        write_label_shard(folder / "labels-val-00000.h5", [rec], ["background", "a", "b", "c"], "val",
+                          background=background)
+        metrics, conf = evaluate_model(model, folder, device="cpu")
+        if background:
+            assert metrics["per_class_iou"]["background"] == 0.0 and metrics["mIU"] == 0.0
+        else:
+            assert conf[:, 0].sum() == 0 and metrics["per_class_iou"]["background"] is None
+            ious = [v for k, v in metrics["per_class_iou"].items() if v is not None]
+            assert metrics["mIU"] == pytest.approx(np.mean(ious), abs=1e-3)

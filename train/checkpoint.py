@@ -81,6 +81,7 @@ def run_meta(cfg: TrainConfig, variant: str, dataset, world_size: int = 1) -> di
     ``classes``, ``num_classes`` and ``images``.
     """
     return {"arch": cfg.arch, "variant": variant, "classes": dataset.classes, "num_classes": dataset.num_classes,
+            "background": dataset.background,
             "images": len(dataset), "labels": labels_digest(dataset.paths),
             "config": {k: v for k, v in record(cfg).items() if k not in RUN_ONLY},
             "code": code_digests(), "world_size": world_size}
@@ -213,8 +214,9 @@ def read_model_file(path) -> tuple[dict, dict]:
 def load_model(path, device="cpu"):
     """A trained model (in eval mode, on ``device``) and its ``meta`` from ``model.pt``.
 
-    The model remembers where it came from: ``model.trained_on`` is ``{"path", "classes"}``,
-    which ``train.evaluate.check_classes`` compares with the shards it meets.
+    The model remembers where it came from: ``model.trained_on`` is ``{"path", "classes",
+    "background"}``; ``train.evaluate.check_classes`` compares the classes with the shards it
+    meets, ``predict_class_map`` leaves class 0 out when ``background`` is false.
 
     Raises
     ------
@@ -232,5 +234,5 @@ def load_model(path, device="cpu"):
     except RuntimeError as e:
         raise InputError(path, f"state dict does not fit a {meta['arch']} with {meta['num_classes']} "
                                f"classes ({str(e).splitlines()[0]})") from None
-    model.trained_on = {"path": str(path), "classes": list(meta["classes"])}
+    model.trained_on = {"path": str(path), "classes": list(meta["classes"]), "background": meta.get("background", True)}
     return model.to(device).eval(), meta

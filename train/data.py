@@ -188,6 +188,7 @@ class ShardDataset(Dataset):
         self.kinds = [k for _, k in self.items]
         self.classes = list(reader.classes)
         self.num_classes = int(reader.num_classes)
+        self.background = reader.background   # False: class 0 a placeholder no pixel has
         self._linked = []   # batch samplers that follow set_epoch (make_loader links them)
 
     @property

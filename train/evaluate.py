@@ -31,8 +31,15 @@ def check_classes(model: torch.nn.Module, reader: ShardReader, shard_dir) -> Non
                                           f"trained on these shards")
 
 
+def has_background(model: torch.nn.Module) -> bool:
+    """Whether class 0 of ``model`` is a real class: ``False`` for one ``load_model``
+    loaded that was trained on shards whose class 0 is a placeholder no pixel has
+    (``ShardReader.background``); ``True`` otherwise."""
+    return bool((getattr(model, "trained_on", None) or {}).get("background", True))
+
+
 @torch.no_grad()
-def predict_class_map(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+def predict_class_map(model: torch.nn.Module, image: np.ndarray, background: bool | None = None) -> np.ndarray:
     """The class of every pixel of an image, on the device the model is on.
 
     Parameters
@@ -41,6 +48,9 @@ def predict_class_map(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
         A segmentation network giving (N, C+1, H, W) logits; put in eval mode.
     image : numpy.ndarray, (H, W, 3) uint8
         RGB, normalised here with the ImageNet ``MEAN``/``STD`` (``train/data.py``).
+    background : bool, optional
+        ``False``: class 0 is a placeholder no pixel has, so the argmax runs over classes
+        1..C only.  Default :func:`has_background` of ``model``.
 
     Returns
     -------
@@ -49,7 +59,12 @@ def predict_class_map(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
     """
     model.eval()
     x = normalize(image).to(next(model.parameters()).device)
-    return model(x[None])[0].argmax(0).cpu().numpy()
+    logits = model(x[None])[0]
+    if background is None:
+        background = has_background(model)
+    if not background:
+        return (logits[1:].argmax(0) + 1).cpu().numpy()
+    return logits.argmax(0).cpu().numpy()
 
 
 def evaluate_model(model, shard_dir, device=None, limit=None, progress=False):
@@ -72,7 +87,9 @@ def evaluate_model(model, shard_dir, device=None, limit=None, progress=False):
     Returns
     -------
     metrics : dict
-        :func:`pipeline.core.metrics.segmentation_metrics` plus ``images``.
+        :func:`pipeline.core.metrics.segmentation_metrics` plus ``images``.  When the shards
+        have no real background (``ShardReader.background``) class 0 is never predicted,
+        so it is absent and left out of the means (its IoU is ``None``).
     confusion : numpy.ndarray, (C+1, C+1) int64
         Rows = truth, columns = prediction.
     """
@@ -85,7 +102,7 @@ def evaluate_model(model, shard_dir, device=None, limit=None, progress=False):
     ids = reader.ids[:limit] if limit else reader.ids
     for image_id in tqdm(ids, desc="evaluate", unit="img", disable=not progress):
         truth = bitsets_to_class_map(reader.truth(image_id))
-        conf += confusion_matrix(predict_class_map(model, reader.image(image_id)), truth, n)
+        conf += confusion_matrix(predict_class_map(model, reader.image(image_id), reader.background), truth, n)
     reader.close()
     metrics = segmentation_metrics(conf, reader.classes)
     metrics["images"] = len(ids)

@@ -165,7 +165,8 @@ def fig7(models: dict, shard_dir, path, n_images: int = 5) -> None:
             axes[r, c].axis("off")
             if r == 0:
                 axes[r, c].set_title(title, fontsize=8)
-    handles = [Patch(fc=pal[c] / 255, ec="0.5", label=name) for c, name in enumerate(reader.classes)]
+    handles = [Patch(fc=pal[c] / 255, ec="0.5", label=name) for c, name in enumerate(reader.classes)
+               if c or reader.background]
     handles.append(Patch(fc="white", ec="0.5", label="void (not scored)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.6 / (1.6 * len(ids) + 0.6), 1, 1))

@@ -10,8 +10,9 @@ item (decodes the image, reads the mask, checks the boxes) and writes two files:
     depends on this file alone, does not rerun when boxes or masks change.
 ``annotations.json``
     ``{"format": "mixseg-annotations", "version": 1, "classes": [...],
-    "items": [{"id", "mask": {"path", "format", "lut", "md5"} | null,
-    "boxes": [[x0, y0, x1, y1, c], ...], "tags": [c, ...]}]}``
+    "background": true | false, "items": [{"id", "mask": {"path", "format", "lut", "md5"} | null,
+    "boxes": [[x0, y0, x1, y1, c], ...], "tags": [c, ...]}]}`` -- ``background: false`` when class 0
+    is a placeholder no pixel has (a dataset where every pixel has a real class); absent = true.
 
 Box convention everywhere after the source: 0-based pixel coordinates,
 end-exclusive (``x0 <= x < x1``), class index ``c`` in ``1..C``; class 0 is the
@@ -66,6 +67,9 @@ class Dataset:
     classes: list[str]  # index 0 is the background
     items: list[Item]
     root: str = ""
+    # False: every pixel has a real class (CamVid, Cityscapes, ADE-style); class 0 is a placeholder
+    # no pixel has, so box labels ignore (not teach) what is not the object and the metrics leave it out
+    background: bool = True
 
 
 def read_mask(ref: MaskRef) -> np.ndarray:
@@ -189,7 +193,8 @@ def write_index(dataset: Dataset, out_dir, on_error: str = "fail", n_jobs: int =
     out_dir = Path(out_dir)
     write_json(out_dir / "images.json", {"format": "mixseg-images", "version": 1, "items": images})
     write_json(out_dir / "annotations.json", {"format": "mixseg-annotations", "version": 1,
-                                              "classes": list(dataset.classes), "items": annotations})
+                                              "classes": list(dataset.classes),
+                                              "background": bool(dataset.background), "items": annotations})
     write_json(out_dir / "skipped.json", policy.skipped)
     n_boxes = sum(len(a["boxes"]) for a in annotations)
     return {"images": len(images), "train": sum(i["split"] == "train" for i in images),
@@ -218,3 +223,12 @@ def load_annotations(path) -> tuple[list[str], dict[str, dict]]:
         out[rec["id"]] = rec
     return doc["classes"], out
 
+
+
+def index_background(path) -> bool:
+    """Whether the index ``annotations.json`` at ``path`` has a real background class:
+    ``False`` when class 0 is a placeholder no pixel has (see :class:`Dataset`)."""
+    value = read_json(path).get("background", True)
+    if not isinstance(value, bool):
+        raise InputError(path, f"'background' must be true or false, got {value!r} (rerun `mixseg source`)")
+    return value

@@ -123,6 +123,9 @@ LABEL_SHARD = Shard("labels", "labels-<split>-NNNNN.h5", _COMMON_ATTRS + (
     Attr("split", "str", "train or val"),
     Attr("kinds", "JSON list", "names of the kind codes"),
     Attr("strategies", "JSON list", "names of the box strategy codes"),
+    Attr("background", "int", "1: class 0 is a real background; 0: a placeholder no pixel has (every pixel has "
+                              "a real class: box labels ignore what is not the object, metrics leave class 0 out)",
+         since=3),
 ), (
     Dataset("ids", ("N",), "str", "image ids (UTF-8), sorted"),
     Dataset("kind", ("N",), "uint8", "0 pixel, 1 box, 2 image (attrs kinds)"),

@@ -191,7 +191,7 @@ def write_ucm_shard(path, ids, ucm2s, params: dict | None = None) -> None:
 
 
 def write_label_shard(path, records: list[dict], classes: list[str], split: str,
-                      params: dict | None = None, strategies=("ucm", "raw_box")) -> None:
+                      params: dict | None = None, strategies=("ucm", "raw_box"), background: bool = True) -> None:
     """Write one label shard atomically.
 
     ``records`` (sorted by id) are dicts with ``id``, ``kind`` (pixel/box/image),
@@ -232,7 +232,7 @@ def write_label_shard(path, records: list[dict], classes: list[str], split: str,
                "checksums": sums}
     attrs = {**_common_attrs("labels", params), "classes": json.dumps(list(classes)), "num_classes": num_classes,
              "bitset_dtype": dt.name, "split": split, "kinds": json.dumps(list(KINDS)),
-             "strategies": json.dumps(list(strategies))}
+             "strategies": json.dumps(list(strategies)), "background": int(bool(background))}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             _write_shard(f, LABEL_SHARD, attrs, columns, maps, dt)
@@ -526,6 +526,8 @@ class ShardReader:
         self.num_classes = int(f0.attrs["num_classes"])
         self.bitset_dtype = np.dtype(f0.attrs["bitset_dtype"])
         self.params = json.loads(f0.attrs["params"])
+        # False: class 0 is a placeholder no pixel has (absent in shards written before it existed: True)
+        self.background = bool(f0.attrs.get("background", 1))
         for k in range(1, len(self._shards.paths)):
             if json.loads(self._shards.file(k).attrs["classes"]) != self.classes:
                 raise InputError(self._shards.paths[k], "class list differs from the other shards")

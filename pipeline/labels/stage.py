@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.core.config import STRATEGIES, LabelsConfig, record
 from pipeline.core.errors import ErrorPolicy, InputError
-from pipeline.core.index import load_annotations, load_images, read_mask
+from pipeline.core.index import index_background, load_annotations, load_images, read_mask
 from pipeline.core.parallel import each_item, plan_shards, run_sharded
 from pipeline.core.shards import BOX_DTYPE, UcmReader, encode_class_map, write_label_shard
 from pipeline.labels.strategies import box_soft_labels, fetch_inputs
@@ -25,8 +25,14 @@ from pipeline.split import load_split
 NO_STRATEGY = 255  # BOX_DTYPE.strategy of boxes that were not turned into labels
 
 
-def image_record(image: dict, ann: dict, kind: str, classes, params: LabelsConfig, ucms) -> dict:
-    """Build one shard record (see ``pipeline.core.shards.write_label_shard``)."""
+def image_record(image: dict, ann: dict, kind: str, classes, params: LabelsConfig, ucms,
+                 background: bool = True) -> dict:
+    """Build one shard record (see ``pipeline.core.shards.write_label_shard``).
+
+    ``background=False`` (a dataset where every pixel has a real class, class 0 a
+    placeholder): a box image's pixels that its boxes leave to the background are ignored
+    instead (bit 0 cleared), so the network never learns a class no pixel has.
+    """
     num_classes = len(classes)
     h, w = image["height"], image["width"]
     truth = None
@@ -55,6 +61,8 @@ def image_record(image: dict, ann: dict, kind: str, classes, params: LabelsConfi
         s = params.box
         inputs = fetch_inputs(s, image, len(boxes), ucms, image_bytes)
         label, info = box_soft_labels(boxes, num_classes, s, (h, w), inputs)
+        if not background:
+            label &= ~label.dtype.type(1)
         rec_boxes["strategy"] = s.code
         rec_boxes["threshold"] = info[:, 0]
         rec_boxes["fallback"] = info[:, 1]
@@ -65,12 +73,14 @@ def image_record(image: dict, ann: dict, kind: str, classes, params: LabelsConfi
             "boxes": rec_boxes}
 
 
-def _label_shard(ids, path, images, annotations, kinds, classes, params, ucm_dir, policy=None, tick=None):
+def _label_shard(ids, path, images, annotations, kinds, classes, params, ucm_dir, background=True, policy=None,
+                 tick=None):
     split = "val" if Path(path).name.startswith("labels-val") else "train"
     ucms = UcmReader(ucm_dir) if (ucm_dir is not None and any(kinds[i] == "box" for i in ids)) else {}
     records = [r for _, r in each_item(ids, lambda i: image_record(images[i], annotations[i], kinds[i], classes,
-                                                                   params, ucms), policy, tick)]
-    write_label_shard(path, records, classes, split, params=record(params), strategies=STRATEGIES)
+                                                                   params, ucms, background), policy, tick)]
+    write_label_shard(path, records, classes, split, params=record(params), strategies=STRATEGIES,
+                      background=background)
     return {k: sum(kinds[r["id"]] == k for r in records) for k in ("pixel", "box", "image")}
 
 
@@ -85,6 +95,7 @@ def run_labels(images_json, annotations_json, split_json, ucm_dir, out_dir, para
     policy = ErrorPolicy(params.on_error)
     images = {r["id"]: r for r in load_images(images_json)}
     classes, annotations = load_annotations(annotations_json)
+    background = index_background(annotations_json)
     assignment = load_split(split_json)
     missing = [i for i in assignment if i not in images or i not in annotations]
     if missing:
@@ -102,7 +113,8 @@ def run_labels(images_json, annotations_json, split_json, ucm_dir, out_dir, para
             names.append(f"labels-{split}-{k:05d}.h5")
         kinds_of.update(kinds)
     # the index goes to each task sliced to its shard's ids (run_sharded's by_id), not bound into the task
-    task = functools.partial(_label_shard, classes=classes, params=params, ucm_dir=ucm_dir if need_ucm else None)
+    task = functools.partial(_label_shard, classes=classes, params=params, ucm_dir=ucm_dir if need_ucm else None,
+                             background=background)
     counts = run_sharded(task, shards, out_dir, lambda k: names[k], params.workers, "labels", progress,
                          policy=policy, by_id={"images": images, "annotations": annotations, "kinds": kinds_of})
     skipped = {s["id"] for s in policy.skipped}

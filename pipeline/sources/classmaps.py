@@ -215,4 +215,6 @@ def load_classmaps(root, train=ClassmapsOptions.train, val=ClassmapsOptions.val,
         for item in items:
             if item.id in val_ids:
                 item.split = "val"
-    return Dataset(classes=names, items=items, root=str(root))
+    # background: false with a placeholder class 0 -> no pixel is background (see Dataset.background)
+    real_background = background or classes[0].lower() == BACKGROUND
+    return Dataset(classes=names, items=items, root=str(root), background=real_background)
