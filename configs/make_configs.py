@@ -67,6 +67,12 @@ UNUSED_SOURCE_KNOBS = """  boxes_source:
     things: []
     min_area: 150
     background: true
+  coco:
+    train_json: annotations/instances_train2017.json
+    train_images: train2017
+    val_json: annotations/instances_val2017.json
+    val_images: val2017
+    masks: null
 """
 
 VOC_SOURCE = """source:
@@ -124,6 +130,7 @@ REST = """ucm:
   schedule: constant
   warmup: 0                # no warm-up in the paper
   epochs: {epochs}{epochs_comment}
+  equal_iterations: false  # true: every variant runs ub's iterations (the paper: iterations follow the images used)
   checkpoint_every: 2000
   seed: 0
   workers: 4               # DataLoader processes

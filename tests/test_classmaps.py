@@ -314,3 +314,25 @@ def test_box_labels_ignore_the_background_when_the_dataset_has_none(tmp_path):
     write_label_shard(tmp_path / "s" / "labels-train-00000.h5", [no_bg], ["background", "a", "b"], "train",
                       background=False)
     assert ShardReader(tmp_path / "s").background is False
+
+
+def test_quality_scores_no_background_labels_as_the_stage_writes_them(tmp_path):
+    """background: false -- the quality stage ignores what the boxes leave (as the labels stage
+    does), so the placeholder class 0 is never a label and is left out of the means."""
+    from pipeline.core.config import LabelsConfig, QualityConfig
+    from pipeline.labels.quality import run_quality
+    root = make_msrc(tmp_path / "msrc")
+    out = {}
+    for background in (True, False):
+        ds = load_classmaps(root, classes=MSRC, background=background, things=["cow", "car"], min_area=10)
+        index = tmp_path / f"index{background}"
+        write_index(ds, index, progress=False)
+        ids = [item.id for item in ds.items]
+        (tmp_path / "split.json").write_text(json.dumps({"format": "mixseg-split", "version": 1, "seed": 0,
+                                                         "assignment": {i: "box" for i in ids}}))
+        out[background] = run_quality(index / "images.json", index / "annotations.json", tmp_path / "split.json",
+                                      None, LabelsConfig(), QualityConfig(strategies=("raw_box",)),
+                                      progress=False)["raw_box"]
+    assert out[True]["per_class_iou"]["background"] is not None
+    assert out[False]["per_class_iou"]["background"] is None
+    assert set(k for k, v in out[False]["per_class_iou"].items() if v is not None) <= set(MSRC)

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from pipeline.core.shards import ShardReader, bitset_dtype, write_label_shard  # noqa: E402
 from train.data import (MEAN, STD, VARIANTS, MixedBatchSampler, ShardDataset, SubsetBatchSampler,  # noqa: E402
                         collate, make_loader, normalize, variant_items)
+from train.losses import ClassSetTarget, target_bits  # noqa: E402
 
 H, W = 16, 20            # image size of the coordinate shard (not square: catches transposes)
 NC = W + H + 1           # one class per column, one per row, + background -> uint64 bitsets
@@ -35,9 +36,30 @@ def _coord_bits():
     return ((np.uint64(1) << (1 + x).astype(np.uint64)) | (np.uint64(1) << (1 + W + y).astype(np.uint64)))
 
 
+def _coord_truth():
+    """bit 1 + x: a true mask has one class per pixel, its column's."""
+    y, x = np.mgrid[:H, :W]
+    return np.uint64(1) << (1 + x).astype(np.uint64)
+
+
+def _bits(t) -> np.ndarray:
+    """A sample's or batch's ClassSetTarget as int64 bitsets (0 = ignored)."""
+    return target_bits(t).numpy()
+
+
+def _eq(a, b) -> bool:
+    if isinstance(a, ClassSetTarget):
+        return all(torch.equal(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b)
+
+
+def _clone(v):
+    return ClassSetTarget(*(t.clone() for t in v)) if isinstance(v, ClassSetTarget) else v.clone()
+
+
 def _write(folder, kinds, split="train", truth=True, shard_size=4):
     """One record per entry of ``kinds`` (pixel/box/image), ids r00, r01, ...; each image and
-    label encodes coordinates; the truth is the label with the background bit added."""
+    label encodes coordinates (a soft label: column and row class); the truth is the column class."""
     dt = bitset_dtype(NC)
     classes = ["background"] + [f"c{i}" for i in range(NC - 1)]
     image = _png(_coord_image())
@@ -46,7 +68,7 @@ def _write(folder, kinds, split="train", truth=True, shard_size=4):
     for n, kind in enumerate(kinds):
         records.append({"id": f"r{n:02d}", "kind": kind, "height": H, "width": W, "tags": [0, 1 + n % (NC - 1)],
                         "image_bytes": image, "label": None if kind == "image" else label,
-                        "truth": (label | dt.type(1)) if truth else None})
+                        "truth": _coord_truth().astype(dt) if truth else None})
     for s in range(0, len(records), shard_size):
         write_label_shard(folder / f"labels-{split}-{s // shard_size:05d}.h5", records[s:s + shard_size],
                           classes, split)
@@ -125,11 +147,11 @@ def test_samples_without_augmentation(shards):
         assert s["image"].dtype == torch.float32 and s["image"].shape == (3, H, W)
         np.testing.assert_allclose(s["image"].numpy(), normalize(_coord_image()).numpy())
         np.testing.assert_allclose(_unnormalize(s["image"]), _coord_image(), atol=1e-3)
-        assert s["bits"].dtype == torch.int64 and s["kind"].dtype == torch.int64 and s["kind"].shape == ()
+        assert s["bits"].labels.dtype == torch.int64 and s["kind"].dtype == torch.int64 and s["kind"].shape == ()
         k = int(s["kind"])
         seen.add(k)
         assert k == {"pixel": 0, "box": 1, "image": 2}[kind[ds.ids[i]]] and s["index"] == i
-        np.testing.assert_array_equal(s["bits"].numpy(), 0 if k == 2 else label)
+        np.testing.assert_array_equal(_bits(s["bits"]), 0 if k == 2 else label)
         assert s["tags"].dtype == torch.float32 and s["tags"].shape == (NC,)
         n = int(ds.ids[i][1:])
         assert s["tags"].nonzero().flatten().tolist() == [0, 1 + n % (NC - 1)]
@@ -138,12 +160,12 @@ def test_samples_without_augmentation(shards):
 
 def test_ub_trains_on_the_truth(shards):
     ds = ShardDataset(shards, variant="ub", augment=False)
-    truth = (_coord_bits() | np.uint64(1)).astype(np.int64)
+    truth = _coord_truth().astype(np.int64)
     assert len(ds) == len(KINDS)
     for i in range(len(ds)):
         s = ds[i]
         assert int(s["kind"]) == 0
-        np.testing.assert_array_equal(s["bits"].numpy(), truth)
+        np.testing.assert_array_equal(_bits(s["bits"]), truth)
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -153,14 +175,14 @@ def test_ub_trains_on_the_truth(shards):
 def test_augmentation_keeps_image_and_bits_aligned(shards, crop, scale):
     """Every labelled output pixel's image value (the source coordinate, bilinear) and its
     bits (the source pixel, nearest) name the same place within half a pixel."""
-    ds = ShardDataset(shards, variant="ub", crop=crop, scale=scale, seed=3)
+    ds = ShardDataset(shards, variant="p+b", crop=crop, scale=scale, seed=3)
     flipped = unflipped = 0
     sizes = set()
     for epoch in range(3):
         ds.set_epoch(epoch)
         for i in range(len(ds)):
             s = ds[i]
-            img, bits = _unnormalize(s["image"]), s["bits"].numpy()
+            img, bits = _unnormalize(s["image"]), _bits(s["bits"])
             if crop is not None:
                 assert bits.shape == crop and s["image"].shape == (3, *crop)
             sizes.add(bits.shape)
@@ -184,11 +206,11 @@ def test_augmentation_keeps_image_and_bits_aligned(shards, crop, scale):
 
 
 def test_bits_are_never_interpolated_and_padding_is_ignored(shards):
-    ds = ShardDataset(shards, variant="ub", crop=(40, 44), scale=(0.3, 1.9), seed=1)
-    orig = set(np.unique((_coord_bits() | np.uint64(1)).astype(np.int64)).tolist())
+    ds = ShardDataset(shards, variant="p+b", crop=(40, 44), scale=(0.3, 1.9), seed=1)
+    orig = set(np.unique(_coord_bits().astype(np.int64)).tolist())
     padded = 0
     for i in range(len(ds)):
-        bits = ds[i]["bits"].numpy()
+        bits = _bits(ds[i]["bits"])
         assert set(np.unique(bits).tolist()) <= orig | {0}
         padded += int((bits == 0).sum())
     assert padded > 0   # the crop is larger than every scaled image: there was padding
@@ -198,7 +220,7 @@ def test_padding_area_is_exact(shards):
     ds = ShardDataset(shards, variant="p", crop=(20, 30), scale=(0.5, 0.5), flip=False)
     for i in range(len(ds)):
         s = ds[i]
-        valid = s["bits"].numpy() != 0
+        valid = _bits(s["bits"]) != 0
         assert valid.sum() == (H // 2) * (W // 2)
         ys, xs = np.where(valid)
         assert ys.max() - ys.min() + 1 == H // 2 and xs.max() - xs.min() + 1 == W // 2
@@ -218,7 +240,7 @@ def test_augmentation_is_deterministic_per_seed_epoch_index(shards):
         sa = a[i]
         for key in (i, (2, i)):
             sb = b[key]
-            assert torch.equal(sa["image"], sb["image"]) and torch.equal(sa["bits"], sb["bits"])
+            assert torch.equal(sa["image"], sb["image"]) and _eq(sa["bits"], sb["bits"])
         s1 = a[(3, i)]
         diff_epoch += not torch.equal(sa["image"], s1["image"])
         diff_seed += not torch.equal(sa["image"], other[i]["image"])
@@ -226,7 +248,7 @@ def test_augmentation_is_deterministic_per_seed_epoch_index(shards):
     # a pickled copy (a spawned worker) opens its own reader and gives the same samples
     c = pickle.loads(pickle.dumps(a))
     assert c._reader is None
-    assert torch.equal(c[4]["image"], a[4]["image"]) and torch.equal(c[4]["bits"], a[4]["bits"])
+    assert torch.equal(c[4]["image"], a[4]["image"]) and _eq(c[4]["bits"], a[4]["bits"])
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -356,13 +378,25 @@ def test_collate_pads_to_the_largest():
     assert int((b["bits"] == 5).sum()) == 3 * 5 + 4 * 2
 
 
+def test_collate_joins_the_class_set_tables():
+    """Sample 0 has sets {3, 70} and {1, 2, 90}; sample 1 has {5, 80}: in the batch sample 1's
+    set 0 becomes set 2, its pixels -2 - 2 = -4; padding is -1."""
+    t0 = ClassSetTarget(torch.tensor([[7, -2], [-3, -1]]), torch.tensor([3, 70, 1, 2, 90]), torch.tensor([0, 2, 5]))
+    t1 = ClassSetTarget(torch.tensor([[-2, 0, 4]]), torch.tensor([5, 80]), torch.tensor([0, 2]))
+    item = [{"image": torch.zeros(3, *t.labels.shape), "bits": t, "kind": torch.tensor(1), "tags": torch.ones(4),
+             "index": k} for k, t in enumerate((t0, t1))]
+    b = collate(item)["bits"]
+    assert b.labels.tolist() == [[[7, -2, -1], [-3, -1, -1]], [[-4, 0, 4], [-1, -1, -1]]]
+    assert b.sets.tolist() == [3, 70, 1, 2, 90, 5, 80] and b.offsets.tolist() == [0, 2, 5, 7]
+
+
 # ----------------------------------------------------------------------------- loaders
 
 def _epochs(loader, dataset, epochs, via):
     out = []
     for e in epochs:
         (dataset if via == "dataset" else loader.batch_sampler).set_epoch(e)
-        out.append([{k: v.clone() for k, v in b.items()} for b in loader])
+        out.append([{k: _clone(v) for k, v in b.items()} for b in loader])
     return out
 
 
@@ -377,7 +411,7 @@ def test_loader_with_workers_matches_in_process(shards):
         for a, b in zip(ref[e], got[e]):
             assert set(a) == set(b) == {"image", "bits", "kind", "tags", "index"}
             for k in a:
-                assert torch.equal(a[k], b[k]), (e, k)
+                assert _eq(a[k], b[k]), (e, k)
             assert len(set(b["kind"].tolist())) == 1
         assert sorted(i for b in got[e] for i in b["index"].tolist()) == list(range(len(ds)))
     # a new epoch reshuffles and re-augments: the workers did not keep epoch 0
@@ -393,7 +427,7 @@ def test_make_loader_mixed_ddp_and_variable_sizes(shards):
     seen = [i for ld in shares for b in ld for i in b["index"].tolist()]
     assert len(seen) == len(set(seen)) == 15
     for b in shares[0]:
-        valid = b["bits"] != 0
+        valid = torch.from_numpy(_bits(b["bits"])) != 0
         for n in range(len(b["index"])):   # padded parts of the smaller image are 0 in both
             if int(b["kind"][n]) != 2:
                 assert torch.all(b["image"][n][:, ~valid[n]] == 0)
@@ -416,11 +450,38 @@ def test_a_loader_started_mid_epoch_loads_only_the_batches_it_yields(shards, wor
     loaded.clear()
     loader = make_loader(ds, 3, sampling="subset", seed=0, num_workers=workers)
     loader.batch_sampler.set_epoch(1, start=4)
-    tail = [{k: v.clone() for k, v in b.items()} for b in loader]
+    tail = [{k: _clone(v) for k, v in b.items()} for b in loader]
     assert len(tail) == len(full) - 4
     for a, b in zip(full[4:], tail):
-        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert all(_eq(a[k], b[k]) for k in a)
     if workers == 0:   # the first four batches were never made
         assert loaded == [(1, i) for b in full[4:] for i in b["index"].tolist()]
     ds.set_epoch(1)    # the dataset's set_epoch starts the linked sampler's epoch from its first batch
     assert len(loader) == 6 and [b["index"].tolist() for b in loader] == [b["index"].tolist() for b in full]
+
+
+def test_a_151_class_shard_gives_class_set_targets_for_the_loss(tmp_path):
+    """A pixel and a box image of 151 classes with soft pixels {70, 140} and {3, 90, 150}: the batch joins
+    their set tables (image 1's set 0 becomes set 1) and the loss takes it as it is."""
+    from pipeline.core.shards import LabelMap
+    from train.losses import mixseg_loss
+    classes = ["background"] + [f"c{k}" for k in range(1, 151)]
+    codes0 = np.array([[0, 70, 151], [140, 255, 151]], np.uint8)
+    codes1 = np.array([[151, 90, 0], [0, 0, 150]], np.uint8)
+    image = _png(np.zeros((2, 3, 3), np.uint8))
+    recs = [{"id": "a", "kind": "pixel", "height": 2, "width": 3, "tags": [70, 140], "image_bytes": image,
+             "label": LabelMap(codes0, 151, [70, 140], [0, 2])},
+            {"id": "b", "kind": "box", "height": 2, "width": 3, "tags": [3, 90, 150], "image_bytes": image,
+             "label": LabelMap(codes1, 151, [3, 90, 150], [0, 3])}]
+    write_label_shard(tmp_path / "labels-train-00000.h5", recs, classes, "train")
+    ds = ShardDataset(tmp_path, variant="p+b", augment=False)
+    batch = collate([ds[0], ds[1]])
+    t = batch["bits"]
+    assert t.labels.tolist() == [[[0, 70, -2], [140, -1, -2]], [[-3, 90, 0], [0, 0, 150]]]
+    assert t.sets.tolist() == [70, 140, 3, 90, 150] and t.offsets.tolist() == [0, 2, 5]
+    assert batch["tags"].shape == (2, 151) and batch["tags"][1, [3, 90, 150]].tolist() == [1, 1, 1]
+    logits = torch.zeros(2, 151, 2, 3, requires_grad=True)
+    total, parts = mixseg_loss(logits, t, batch["kind"], batch["tags"])
+    total.backward()
+    assert float(total.detach()) == pytest.approx(np.log(151)) and set(parts) == {"pixel", "box"}   # uniform: ln(C+1)
+    assert torch.all(logits.grad[0, :, 1, 1] == 0)   # the ignored pixel

@@ -28,7 +28,7 @@ NOT_DEPS = {"pipeline/__init__.py"}
 RUN_KNOBS = {"synthetic.n_jobs", "source.workers", "ucm.workers", "labels.workers", "train.workers",
              "train.threads", "train.checkpoint_every", "train.log_every"}
 TRAIN_PARAMS = {f"train.{k}" for k in ("arch", "pretrained", "mode", "sampling", "batch_size", "crop", "scale",
-                                        "flip", "lr", "momentum", "weight_decay", "schedule", "warmup", "epochs",
+                                        "flip", "lr", "momentum", "weight_decay", "schedule", "warmup", "epochs", "equal_iterations",
                                         "seed", "amp")}
 
 
@@ -183,7 +183,7 @@ FOREACH_LISTS = {"synthetic.out", "train.variants"}
 #: The output knobs of the stages that read another section's keys or only some of its own.
 OTHER_PARAMS = {
     "quality": {"quality.strategies"} | {f"labels.{k}" for k in ("strategy", "rule", "margin", "span", "band", "clear",
-                                                                "prior", "prior_band", "floor", "thresholds",
+                                                                "prior", "prior_band", "floor", "small_box", "thresholds",
                                                                 "alpha", "seed", "grabcut", "external_dir",
                                                                 "external_format")},
     "report": {"train.variants", "train.arch", "split.ratio"},  # the table's rows and header

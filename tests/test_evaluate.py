@@ -171,3 +171,36 @@ def test_no_background_predicts_and_scores_only_the_real_classes(tmp_path):
             assert conf[:, 0].sum() == 0 and metrics["per_class_iou"]["background"] is None
             ious = [v for k, v in metrics["per_class_iou"].items() if v is not None]
             assert metrics["mIU"] == pytest.approx(np.mean(ious), abs=1e-3)
+
+
+class _Constant(torch.nn.Module):
+    """Predicts class ``c`` everywhere."""
+
+    def __init__(self, num_classes, c):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.num_classes, self.c = num_classes, c
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.num_classes, *x.shape[2:]) + self.w
+        out[:, self.c] = 1
+        return out
+
+
+def test_evaluation_beyond_255_classes_reads_uint16_truth(tmp_path):
+    """300 classes: the truth is a uint16 class-id map (65535 void); a model predicting class 280
+    everywhere gets its pixels of class 280 right and nothing else (hand count)."""
+    from pipeline.core.shards import LabelMap
+    from train.evaluate import evaluate_model
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(buf, format="PNG")
+    truth = np.array([[280, 280, 5], [65535, 299, 280]], np.uint16)
+    classes = ["background"] + [f"c{k}" for k in range(1, 300)]
+    write_label_shard(tmp_path / "labels-val-00000.h5",
+                      [{"id": "v", "kind": "pixel", "height": 2, "width": 3, "tags": [5, 280, 299],
+                        "image_bytes": buf.getvalue(), "label": LabelMap(truth, 300), "truth": LabelMap(truth, 300)}],
+                      classes, "val")
+    metrics, conf = evaluate_model(_Constant(300, 280), tmp_path, device="cpu")
+    assert conf.shape == (300, 300) and conf.sum() == 5
+    assert conf[280, 280] == 3 and conf[5, 280] == 1 and conf[299, 280] == 1
+    assert metrics["pAcc"] == pytest.approx(60.0) and metrics["images"] == 1

@@ -71,6 +71,29 @@ def test_training_runs_and_writes_a_model(shards, tmp_path):
     assert (tmp_path / "m/live").exists()
 
 
+@pytest.mark.parametrize("sampling", ["mixed", "subset"])
+def test_equal_iterations_gives_every_variant_the_schedule_of_ub(shards, sampling):
+    """16 training images (4 pixel, 6 box, 6 image), batch 4, 2 epochs: ub (all 16 as pixel
+    images) runs 2 x 4 = 8 iterations; p alone 2 x 1; p+i 2 x 3 (mixed: 10 images) or
+    2 x (1 + 2) (subset: a batch per kind).  equal_iterations gives every variant ub's 8; the
+    variant's own images are still what it sees."""
+    from train.data import ShardDataset, make_loader
+    from train.fit import total_iterations
+    cfg = dataclasses.replace(TINY, sampling=sampling)
+    want_ub = 8
+    for variant, own in (("p", 2), ("p+i", 6), ("ub", want_ub)):
+        ds = ShardDataset(shards, "train", variant, crop=cfg.crop, seed=cfg.seed)
+        loader = make_loader(ds, cfg.batch_size, sampling=sampling, seed=cfg.seed)
+        assert total_iterations(cfg, loader, shards) == own
+        assert total_iterations(dataclasses.replace(cfg, equal_iterations=True), loader, shards) == want_ub
+
+
+def test_equal_iterations_runs_p_for_ub_iterations(shards, tmp_path):
+    from train.fit import train
+    summary = train(dataclasses.replace(TINY, equal_iterations=True), shards, tmp_path / "m", "p", progress=False)
+    assert summary["images"] == 4 and summary["iterations"] == summary["total_iterations"] == 8
+
+
 @pytest.mark.parametrize("cfg,stop_at", [(TINY, 4), (dataclasses.replace(TINY, sampling="subset", checkpoint_every=3), 2)],
                          ids=["mixed", "subset"])
 def test_interrupted_training_resumes_the_same_sequence_of_losses(shards, tmp_path, monkeypatch, cfg, stop_at):

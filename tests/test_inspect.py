@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.core.palette import class_palette
-from pipeline.core.shards import ShardReader
-from pipeline.labels.inspect import _legend
+from pipeline.core.shards import LabelMap, ShardReader
+from pipeline.labels.inspect import UNCERTAIN_RGB, _legend, colorize
 
 
 def test_classes_named_after_a_colour_are_drawn_in_it():
@@ -30,6 +30,19 @@ def test_legend_lists_present_classes_and_ignored_only_when_some_pixel_is():
     labels[0, 0] = 0
     assert [h.get_label() for h in _legend(labels, labels, classes, pal)][-2:] == \
         ["white: ignored in the label (1 px)", "white: void in the truth (1 px)"]
+
+
+def test_colorize_and_legend_for_151_classes_with_soft_pixels():
+    """Classes 70 and 140 alone, the set {70, 140} the mean of their colours, ignored white."""
+    classes = ["background"] + [f"c{k}" for k in range(1, 151)]
+    pal = class_palette(classes)
+    lm = LabelMap(np.array([[70, 140], [151, 255]], np.uint8), 151, [70, 140], [0, 2])
+    rgb = colorize(lm, classes)
+    assert rgb[0, 0].tolist() == pal[70].tolist() and rgb[0, 1].tolist() == pal[140].tolist()
+    assert rgb[1, 0].tolist() == ((pal[70].astype(float) + pal[140]) / 2).astype(np.uint8).tolist()
+    assert rgb[1, 1].tolist() == list(UNCERTAIN_RGB)
+    names = [h.get_label() for h in _legend(lm, None, classes, pal / 255)]
+    assert names == ["c70", "c140", "white: ignored in the label (1 px)"]
 
 
 def test_inspect_renders_fig4_and_fig5(project):

@@ -50,8 +50,9 @@ def _score(monkeypatch, truth, boxes, labels, classes=("background", "a", "b")):
     """score_strategies on one image whose labels are ``labels``, whatever the strategy."""
     h, w = truth.shape
     monkeypatch.setattr(quality, "read_mask", lambda ref: truth)
-    monkeypatch.setattr(quality, "box_soft_labels",
-                        lambda b, n, s, shape, inputs: (labels, np.zeros((len(b), 5))))
+    fake = lambda b, n, s, shape, inputs, *rest, **kw: (labels, np.zeros((len(b), 5)))  # noqa: E731
+    # score_strategies labels through stage.box_labels where it exists (any class count), else box_soft_labels
+    monkeypatch.setattr(quality, "box_labels" if hasattr(quality, "box_labels") else "box_soft_labels", fake)
     image = {"id": "x", "path": "x.png", "height": h, "width": w}
     ann = {"mask": MaskRef("x.png"), "boxes": boxes}
     s = LabelsConfig().box_strategy("raw_box")  # needs nothing: no UCM is read
@@ -212,3 +213,34 @@ def test_box_confidence_knobs_leave_the_paper_rule_alone():
     for a, b in zip(plain[:2], knobs[:2]):
         np.testing.assert_array_equal(a, b)
     assert plain[2] == knobs[2]
+
+
+def test_small_box_leaves_nothing_to_the_background():
+    h, w = 12, 16
+    ucm2 = np.zeros((2 * h + 1, 2 * w + 1), np.uint8)
+    _contour(ucm2, 3, 4, 9, 12, 200)  # object: 6 x 8 = 48 px in a 10 x 12 = 120-px box
+    box = (2, 1, 14, 11, 1)
+    conf, unc, info = _masks(ucm2, box)
+    assert conf.sum() == 48 and unc.sum() == 0 and info == (0.75, 0.0, 120.0, 48.0, 0.0)  # 72 px background
+    # under ``small_box`` px the 72 px the rule leaves out are ignored instead; the confident region is the same
+    conf2, unc2, info2 = _masks(ucm2, box, small_box=121)
+    np.testing.assert_array_equal(conf2, conf)
+    assert (conf2 | unc2).all() and unc2.sum() == 72 and info2 == (0.75, 0.0, 120.0, 48.0, 72.0)
+    # a box of exactly ``small_box`` px is not small
+    assert _masks(ucm2, box, small_box=120)[2] == info
+    # with the box prior (clear): 4 x 4 box without contours, 4 px confident, the other 12 uncertain
+    empty = np.zeros_like(ucm2)
+    conf, unc, info = _masks(empty, (3, 2, 7, 6, 1), clear=0.235, small_box=17)
+    assert conf.sum() == 4 and unc.sum() == 12 and info == (0.0, 1.0, 16.0, 4.0, 12.0)
+
+
+def test_small_leaves_the_paper_rule_alone():
+    h, w = 12, 16
+    ucm2 = np.zeros((2 * h + 1, 2 * w + 1), np.uint8)
+    _contour(ucm2, 3, 4, 9, 12, 200)
+    box = (2, 1, 14, 11, 1)
+    plain = _masks(ucm2, box, rule="paper")
+    knobs = _masks(ucm2, box, rule="paper", small_box=10 ** 6)
+    for a, b in zip(plain[:2], knobs[:2]):
+        np.testing.assert_array_equal(a, b)
+    assert plain[2] == knobs[2] and plain[0].sum() == 48 and not plain[1].any()

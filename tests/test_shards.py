@@ -1,4 +1,5 @@
-"""Bitset encoding and the label/UCM shard round trip."""
+"""Label encodings (format 3 class-id maps with class sets, format 2 bitsets) and the label/UCM
+shard round trip."""
 
 import io
 import json
@@ -12,9 +13,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline.core.errors import InputError
-from pipeline.core.shards import (BOX_DTYPE, ShardReader, UcmReader, bit_count, bitset_dtype, bitsets_to_class_map,
-                                  decode_bitsets, encode_class_map, encode_tags, manifest_entry, map_crc32,
-                                  shard_paths, write_label_shard, write_manifest, write_ucm_shard)
+from pipeline.core.shards import (BOX_DTYPE, FORMAT_VERSION, LabelMap, ShardReader, UcmReader, bit_count,
+                                  bitset_dtype, bitsets_to_class_map, code_dtype, decode_bitsets, encode_bitsets,
+                                  encode_class_map, encode_tags, label_crc32, manifest_entry, map_crc32, shard_paths,
+                                  write_label_shard, write_manifest, write_ucm_shard)
 
 
 @settings(max_examples=200, deadline=None)
@@ -63,8 +65,10 @@ def _records(num_classes=5):
     label[0, 0] = 0
     boxes = np.zeros(2, BOX_DTYPE)
     boxes["x0"], boxes["x1"], boxes["cls"], boxes["threshold"] = [1, 2], [4, 5], [1, 2], [0.25, 0.5]
+    truth = label.copy()
+    truth[truth == 0b110] = 0b100   # a true mask has one class per pixel
     recs = [{"id": "a", "kind": "box", "height": 4, "width": 6, "tags": [1, 2], "image_bytes": b1,
-             "label": label, "truth": label.copy(), "boxes": boxes},
+             "label": label, "truth": truth, "boxes": boxes},
             {"id": "b", "kind": "image", "height": 3, "width": 5, "tags": [4], "image_bytes": b2}]
     return recs, (a1, a2)
 
@@ -88,11 +92,20 @@ def test_label_shard_round_trip(tmp_path):
 
 
 def test_plain_h5py_reads_one_mask_in_three_lines(tmp_path):
+    """label/a holds class ids: 0 background, 1 cat, 255 ignored, and 5 + 0 = the image's first
+    class set (5 classes), {1, 2} -- written from the bitsets 1, 0b110 and 0."""
     recs, _ = _records()
     write_label_shard(tmp_path / "labels-train-00000.h5", recs, ["bg", "a", "b", "c", "d"], "train")
     f = h5py.File(tmp_path / "labels-train-00000.h5", "r")
     mask = f["label/a"][()]
-    np.testing.assert_array_equal(mask, recs[0]["label"])
+    want = np.zeros((4, 6), np.uint8)
+    want[1:3, 2:4] = 5
+    want[0, 0] = 255
+    np.testing.assert_array_equal(mask, want)
+    assert mask.dtype == np.uint8 and f["truth/a"][1, 2] == 2
+    first = f["label_set_first"][0]
+    off = f["label_set_offsets"][first:first + 2]
+    assert f["label_sets"][off[0]:off[1]].tolist() == [1, 2] and f.attrs["format_version"] == FORMAT_VERSION == 3
 
 
 def test_shards_are_byte_identical_across_runs(tmp_path):
@@ -259,14 +272,22 @@ def test_the_reader_checks_the_recorded_crc_of_images_and_maps(tmp_path):
     assert ShardReader(path, checksums=False).image_bytes("a") != recs[0]["image_bytes"]  # the check, off
     with h5py.File(path, "r+") as f:
         m = f["truth/a"][()]
-        m[1, 1] ^= 0b1000
+        m[1, 1] ^= 0b10
         f["truth/a"][...] = m
     r = ShardReader(path)
-    with pytest.raises(InputError) as e:
-        r.truth("a")
-    assert str(e.value) == (f"{path}: truth/a: checksum mismatch (stored {map_crc32(recs[0]['truth']):08x}, computed "
-                            f"{map_crc32(m):08x}): the shard is damaged; rerun the labels stage")
+    stored = map_crc32(encode_bitsets(recs[0]["truth"], 5).codes)
+    for read in (r.truth, r.truth_map, r.class_map):
+        with pytest.raises(InputError) as e:
+            read("a")
+        assert str(e.value) == (f"{path}: truth/a: checksum mismatch (stored {stored:08x}, computed "
+                                f"{map_crc32(m):08x}): the shard is damaged; rerun the labels stage")
     r.close()
+    with h5py.File(path, "r+") as f:   # the class sets are under the label's checksum too
+        sets = f["label_sets"][()]
+        sets[1] = 3
+        f["label_sets"][...] = sets
+    with pytest.raises(InputError, match="label/a: checksum mismatch"):
+        ShardReader(path).label_map("a")
 
 
 def test_the_ucm_reader_checks_the_recorded_crc(tmp_path):
@@ -282,7 +303,7 @@ def test_the_ucm_reader_checks_the_recorded_crc(tmp_path):
 def test_format1_shards_are_read_unchecked(tmp_path):
     recs, (a1, _) = _records()
     path = tmp_path / "labels-train-00000.h5"
-    write_label_shard(path, recs, ["bg", "a", "b", "c", "d"], "train")
+    write_label_shard(path, recs, ["bg", "a", "b", "c", "d"], "train", version=2)
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 1
         del f["checksums"]
@@ -292,3 +313,130 @@ def test_format1_shards_are_read_unchecked(tmp_path):
     r.close()
     _flip_image_bytes(path, 1, 0.9)
     assert ShardReader(path).image_bytes("b") != recs[1]["image_bytes"]  # nothing to check it against
+
+
+# ----------------------------------------------------------------------------- format 3 (issue #13)
+
+def test_label_map_layout_hand_computed():
+    """3 classes; bitsets 1 (bg), 2 (class 1), 0b110 ({1, 2}), 0b111 ({0, 1, 2}), 0 (ignored):
+    codes 0, 1, 3 + 0, 3 + 1, 255; sets numbered by bitset value (0b110 < 0b111)."""
+    bits = np.array([[1, 2, 6], [7, 0, 6]], np.uint8)
+    lm = encode_bitsets(bits, 3)
+    assert lm.codes.dtype == np.uint8 and lm.codes.tolist() == [[0, 1, 3], [4, 255, 3]]
+    assert lm.sets.tolist() == [1, 2, 0, 1, 2] and lm.offsets.tolist() == [0, 2, 5] and lm.ignore == 255
+    assert lm.counts().tolist() == [[1, 1, 2], [3, 0, 2]]
+    assert lm.class_map().tolist() == [[0, 1, 255], [255, 255, 255]]
+    np.testing.assert_array_equal(lm.to_bitsets(), bits)
+    np.testing.assert_array_equal(lm.one_hot(), decode_bitsets(bits, 3))
+    assert lm.present().tolist() == [True, True, True] and lm.problem() is None
+    pix, cls, w = lm.pixel_classes()
+    assert pix.tolist() == [0, 1, 2, 2, 3, 3, 3, 5, 5] and cls.tolist() == [0, 1, 1, 2, 0, 1, 2, 1, 2]
+    np.testing.assert_allclose(w, [1, 1, 1 / 2, 1 / 2, 1 / 3, 1 / 3, 1 / 3, 1 / 2, 1 / 2])
+
+
+def test_local_bits_map_to_global_classes_above_64():
+    """A box strategy's bitsets over an image's own classes (bit 1 = class 70, bit 2 = class 140)."""
+    bits = np.array([[1, 2, 4, 6, 0]], np.uint8)
+    lm = encode_bitsets(bits, 151, classes_of_bits=[0, 70, 140])
+    assert lm.codes.tolist() == [[0, 70, 140, 151, 255]] and lm.class_set(0).tolist() == [70, 140]
+    assert lm.class_map().tolist() == [[0, 70, 140, 255, 255]]
+    with pytest.raises(ValueError, match="beyond the 3 classes"):
+        encode_bitsets(np.array([[8]], np.uint8), 151, classes_of_bits=[0, 70, 140])
+
+
+def test_code_dtype_grows_to_uint16_when_classes_and_sets_need_it():
+    assert code_dtype(21) == code_dtype(21, 234) == np.uint8     # 21 + 234 = 255 codes + the ignore value 255
+    assert code_dtype(21, 235) == code_dtype(300) == np.uint16
+    with pytest.raises(ValueError, match="uint16"):
+        code_dtype(65000, 600)
+    bits = (np.arange(300, dtype=np.uint64) + 3).reshape(15, 20)   # 3.. 302: many distinct multi-bit sets
+    lm = encode_bitsets(bits, 64)
+    assert lm.codes.dtype == np.uint16 and lm.ignore == 65535 and lm.problem() is None
+    np.testing.assert_array_equal(lm.to_bitsets(np.uint64), bits)
+
+
+def _big_records(num_classes, rng):
+    """Two box images with soft pixels at class ids above 64 and a truth, as LabelMaps."""
+    recs = []
+    for k in range(2):
+        h, w = 5 + k, 7
+        codes = rng.integers(0, num_classes, (h, w)).astype(code_dtype(num_classes, 2))
+        codes[0, :3] = num_classes          # set 0 = {65, num_classes - 2}
+        codes[1, :2] = num_classes + 1      # set 1 = {3, 70, num_classes - 1}
+        codes[2, 0] = np.iinfo(codes.dtype).max
+        lm = LabelMap(codes, num_classes, [65, num_classes - 2, 3, 70, num_classes - 1], [0, 2, 5])
+        truth = LabelMap.from_class_map(rng.integers(0, num_classes + 1, (h, w)), num_classes)
+        recs.append({"id": f"im{k}", "kind": "box", "height": h, "width": w, "tags": [65, 3, num_classes - 1],
+                     "image_bytes": b"x" * k, "label": lm, "truth": truth})
+    recs.append({"id": "im2", "kind": "image", "height": 2, "width": 2, "tags": [num_classes - 1],
+                 "image_bytes": b"y"})
+    return recs
+
+
+@pytest.mark.parametrize("num_classes", [81, 151, 300])
+def test_format3_round_trip_beyond_64_classes(tmp_path, num_classes):
+    from pipeline.core.verify import verify
+    recs = _big_records(num_classes, np.random.default_rng(num_classes))
+    classes = ["background"] + [f"c{k}" for k in range(1, num_classes)]
+    write_label_shard(tmp_path / "labels-train-00000.h5", recs, classes, "train")
+    r = ShardReader(tmp_path)
+    assert r.num_classes == num_classes and r.bitset_dtype is None
+    for x in recs:
+        want = np.zeros(num_classes, bool)
+        want[x["tags"]] = True
+        np.testing.assert_array_equal(r.tags(x["id"]), want)
+        assert r.tag_ids(x["id"]).tolist() == sorted(x["tags"])
+        if x["kind"] == "image":
+            assert r.label_map(x["id"]) is None and r.truth(x["id"]) is None
+            continue
+        assert r.label_map(x["id"]) == x["label"] and r.label(x["id"]) == x["label"]
+        assert r.truth_map(x["id"]) == x["truth"]
+        np.testing.assert_array_equal(bitsets_to_class_map(r.truth(x["id"])), x["truth"].class_map())
+        np.testing.assert_array_equal(r.class_map(x["id"]), x["truth"].class_map())
+    assert verify([tmp_path], decode_images=False).problems == []
+
+
+def test_format2_shards_still_read_as_label_maps(tmp_path):
+    recs, (a1, _) = _records()
+    write_label_shard(tmp_path / "labels-train-00000.h5", recs, ["bg", "a", "b", "c", "d"], "train", version=2)
+    with h5py.File(tmp_path / "labels-train-00000.h5", "r") as f:
+        assert f.attrs["format_version"] == 2 and f["label/a"].dtype == np.uint8 and "tags" in f
+    r = ShardReader(tmp_path)
+    assert r.format_versions == [2]
+    np.testing.assert_array_equal(r.label("a"), recs[0]["label"])
+    assert r.label_map("a") == encode_bitsets(recs[0]["label"], 5)
+    np.testing.assert_array_equal(r.class_map("a"), bitsets_to_class_map(recs[0]["truth"]))
+    np.testing.assert_array_equal(r.tags("a"), [False, True, True, False, False])
+    from pipeline.core.verify import verify
+    problems = verify([tmp_path], decode_images=False).problems   # (the fixture's boxes have zero area)
+    assert [str(p) for p in problems if " box " not in p.item] == []
+
+
+def test_the_writer_refuses_bad_label_maps(tmp_path):
+    path = tmp_path / "labels-train-00000.h5"
+    base = {"id": "a", "kind": "box", "height": 1, "width": 3, "tags": [], "image_bytes": b""}
+    classes = [f"c{k}" for k in range(70)]
+    cases = [
+        (LabelMap(np.array([[0, 70, 1]], np.uint8), 70), "code at or above 70"),
+        (LabelMap(np.array([[0, 70, 1]], np.uint8), 70, [3, 3], [0, 2]), "not ascending"),
+        (LabelMap(np.array([[0, 70, 1]], np.uint8), 70, [3], [0, 1]), "two or more"),
+        (LabelMap(np.array([[0, 1, 1]], np.uint8), 70, [3, 70], [0, 2]), "outside 0..69"),
+        (LabelMap(np.array([[0, 1, 1]], np.uint8), 69), "LabelMap of 69 classes"),
+        (np.array([[1, 2, 4]], np.uint64), "expected a LabelMap"),
+    ]
+    for label, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            write_label_shard(path, [dict(base, label=label)], classes, "train")
+    with pytest.raises(ValueError, match="one class per pixel"):
+        write_label_shard(path, [dict(base, truth=LabelMap(np.array([[0, 70, 1]], np.uint8), 70, [3, 4], [0, 2]))],
+                          classes, "train")
+    with pytest.raises(ValueError, match="tags of a"):
+        write_label_shard(path, [dict(base, tags=[70])], classes, "train")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_label_crc_covers_codes_and_sets():
+    lm = encode_bitsets(np.array([[6, 1]], np.uint8), 3)
+    other = LabelMap(lm.codes, 3, [0, 2], [0, 2])
+    assert label_crc32(lm) != label_crc32(other) and label_crc32(lm) != map_crc32(lm.codes)
+    assert label_crc32(LabelMap(np.array([[1]], np.uint8), 3)) == map_crc32(np.array([[1]], np.uint8))

@@ -178,6 +178,27 @@ def test_band_keeps_an_uncertain_margin_after_the_fallback():
     np.testing.assert_array_equal(banded == 0b10, (r == 1) | (r == 2))
 
 
+def test_small_boxes_get_no_background_through_the_labels_config():
+    # the L-shaped object (57 px) in its 121-px box: enclosed rule, confident object, 64 px background
+    r, obj, u = l_shape_scene()
+    box = np.array([[2, 2, 13, 13, 1]])
+    from pipeline.labels.strategies import box_soft_labels
+    for small, background in ((0, 64), (121, 64), (122, 0)):
+        s = LabelsConfig(span=0.0, band=None, small_box=small).box_strategy("ucm")
+        assert s.small_box == small
+        labels, info = box_soft_labels(box, 2, s, (15, 15), {"ucm2": u})
+        np.testing.assert_array_equal(labels == 0b10, obj)
+        inside = labels[2:13, 2:13]
+        assert (inside == 1).sum() == background and (inside == 0).sum() == 64 - background
+        assert tuple(info[0]) == (0.75, 0, 121, 57, 64 - background)
+    # hard: uncertain pixels take the box class, so a small box is labelled whole
+    s = LabelsConfig(span=0.0, band=None, small_box=122).box_strategy("hard")
+    labels, _ = box_soft_labels(box, 2, s, (15, 15), {"ucm2": u})
+    assert np.all(labels[2:13, 2:13] == 0b10)
+    with pytest.raises(InputError, match="labels.small_box"):
+        config_from_dict({"labels": {"small_box": -1}})
+
+
 # ----------------------------------------------------------------------------- external
 
 def test_external_class_map():

@@ -50,10 +50,11 @@ def manifest(folder, stage, skipped=None):
     write_manifest(folder, entries, stage, skipped)
 
 
-@pytest.fixture
-def shards(tmp_path):
+@pytest.fixture(params=[3])
+def shards(tmp_path, request):
     out = tmp_path / "labels"
-    write_label_shard(out / "labels-train-00000.h5", _records(), CLASSES, "train", params={"alpha": 0.3})
+    write_label_shard(out / "labels-train-00000.h5", _records(), CLASSES, "train", params={"alpha": 0.3},
+                      version=request.param)
     u = np.random.default_rng(1).integers(0, 256, (13, 17), dtype=np.uint8)
     write_ucm_shard(tmp_path / "ucm" / "ucm-00000.h5", ["a", "b"], [u, u[:11, :15]])
     manifest(out, "labels")
@@ -82,7 +83,7 @@ def test_good_shards_pass_and_cli_exits_zero(shards):
 def test_checksums_are_recorded_at_write_time(shards):
     lab, ucm = shards
     with h5py.File(lab, "r") as f:
-        assert f.attrs["format_version"] == FORMAT_VERSION == 2 and f.attrs["checksum"] == "crc32"
+        assert f.attrs["format_version"] == FORMAT_VERSION == 3 and f.attrs["checksum"] == "crc32"
         sums = f["checksums"][:]
         assert len(sums) == 3 and np.all(sums["image"] != 0) and np.all(sums["meta"] != 0)
         assert sums["label"][2] == 0 and sums["label"][0] != 0  # the image-kind item has no label map
@@ -91,6 +92,52 @@ def test_checksums_are_recorded_at_write_time(shards):
 
 
 def test_every_problem_of_a_label_shard_is_reported(shards):
+    """Format 3: a code beyond the classes and the image's one class set, a tag id beyond the classes."""
+    lab, _ = shards
+    with h5py.File(lab, "r+") as f:
+        img = f["image"][0].copy()
+        img[len(img) // 2] ^= 0xFF
+        f["image"][0] = img                               # 1: corrupt image bytes
+        m = f["label/a"][()]
+        m[0, 0] = 0x80                                    # 2: code 128: not a class, set (5) or ignored (255)
+        f["label/a"][...] = m
+        del f["truth/b"]
+        f["truth"].create_dataset("b", data=np.ones((3, 3), np.uint8))  # 3: mis-shaped truth
+        t = f["tag_ids"][()]
+        t[2] = 9
+        f["tag_ids"][...] = t                             # 4: tag 9 >= 5 classes
+        off = f["box_offsets"][:]
+        off[-1] = 7
+        f["box_offsets"][...] = off                       # 5: inconsistent offsets
+        del f["label/b"]                                  # 6: pixel-kind item without its label
+        f["truth"].create_dataset("zzz", data=np.ones((2, 2), np.uint8))  # 7: a map of no listed id
+        m = f["truth/a"][()]
+        m[0, 0] = 5
+        f["truth/a"][...] = m                             # 8: a class set code in a true mask
+        sets = f["label_sets"][()]
+        sets[1] = 1
+        f["label_sets"][...] = sets                       # 9: set {1, 1}
+    report = verify([lab])
+    assert_reported(report, lab, "a", "image checksum mismatch")
+    assert_reported(report, lab, "label/a", "1 pixels have a code at or above 6 that is not the ignore value 255 "
+                                            "(1 class sets)")
+    assert_reported(report, lab, "label/a", "checksum mismatch")
+    assert_reported(report, lab, "truth/b", "shape (3, 3), expected (height, width) = (5, 7)")
+    assert_reported(report, lab, "tag_ids", "1 class ids at or above num_classes (5)")
+    assert_reported(report, lab, "box_offsets", "inconsistent")
+    assert_reported(report, lab, "label/b", "missing: a pixel-kind image needs a label map")
+    assert_reported(report, lab, "truth/zzz", "not in ids")
+    assert_reported(report, lab, "truth/a", "1 pixels have a code at or above 5 that is not the ignore value 255 "
+                                            "(a true mask has no class sets)")
+    assert_reported(report, lab, "label_sets", "not ascending and unique")
+    assert all(str(p).startswith(f"{lab}: ") for p in report.problems)
+    result = CliRunner().invoke(main, ["verify", str(lab)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == lines(report)   # one line per problem, all of them
+
+
+@pytest.mark.parametrize("shards", [2], indirect=True)
+def test_every_problem_of_a_format2_label_shard_is_reported(shards):
     lab, _ = shards
     with h5py.File(lab, "r+") as f:
         img = f["image"][0].copy()
@@ -125,6 +172,29 @@ def test_every_problem_of_a_label_shard_is_reported(shards):
 
 
 def test_schema_problems_are_named(shards):
+    lab, _ = shards
+    with h5py.File(lab, "r+") as f:
+        del f["kind"]
+        del f.attrs["classes"]
+        tags = f["tag_ids"][:].astype(np.uint32)
+        del f["tag_ids"]
+        f.create_dataset("tag_ids", data=tags)
+        del f["label_set_first"]
+        ids = f["ids"][:]
+        del f["ids"]
+        f.create_dataset("ids", data=ids[::-1], dtype=h5py.string_dtype())
+        f["label"].create_dataset("x", data=np.zeros((2, 2), np.int32))
+    report = verify([lab])
+    assert_reported(report, lab, "kind", "missing dataset")
+    assert_reported(report, lab, "attrs/classes", "missing attribute")
+    assert_reported(report, lab, "tag_ids", "dtype uint32, expected uint16")
+    assert_reported(report, lab, "label_set_first", "missing dataset")
+    assert_reported(report, lab, "ids", "not sorted ('c' before 'b')")
+    assert_reported(report, lab, "label/x", "not in ids")
+
+
+@pytest.mark.parametrize("shards", [2], indirect=True)
+def test_format2_schema_problems_are_named(shards):
     lab, _ = shards
     with h5py.File(lab, "r+") as f:
         del f["kind"]
@@ -206,6 +276,7 @@ def test_broken_files_and_leftovers_in_a_folder_do_not_stop_the_check(shards):
     assert report.images == 3
 
 
+@pytest.mark.parametrize("shards", [2], indirect=True)
 def test_format1_shards_without_checksums_are_read_and_noted(shards):
     lab, ucm = shards
     for path, name in ((lab, "checksums"), (ucm, "crc32")):
@@ -225,8 +296,8 @@ def test_format1_shards_without_checksums_are_read_and_noted(shards):
     assert result.exit_code == 1 and "no checksums recorded" in result.output
     with h5py.File(lab, "r+") as f:
         f.attrs["format_version"] = 9
-    assert_reported(verify([lab]), lab, "attrs/format_version", "9, this mixseg reads 1, 2")
-    with pytest.raises(InputError, match="labels-train-00000.h5: shard format version 9, this mixseg reads 1, 2"):
+    assert_reported(verify([lab]), lab, "attrs/format_version", "9, this mixseg reads 1, 2, 3")
+    with pytest.raises(InputError, match="labels-train-00000.h5: shard format version 9, this mixseg reads 1, 2, 3"):
         ShardReader(lab)
 
 

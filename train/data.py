@@ -12,15 +12,17 @@ Variants (the paper's Table 2 rows) pick images and the target each trains on:
 =========  ==========================================================
 
 A sample is a dict: ``image`` float32 (3, H, W) normalised with the ImageNet
-``MEAN``/``STD``, ``bits`` int64 (H, W) label bitsets (0 = ignored; all 0 for the
-image kind), ``kind`` int64 (0 pixel, 1 box, 2 image), ``tags`` float32 (C+1,),
-``index`` int.
+``MEAN``/``STD``, ``bits`` a :class:`train.losses.ClassSetTarget` -- ``labels`` int64 (H, W)
+(class id, -1 = ignored -- every pixel of the image kind --, ``-2 - j`` = the soft pixel's
+class set j of the sample's ``sets``/``offsets`` table), any class count --, ``kind`` int64
+(0 pixel, 1 box, 2 image), ``tags`` float32 (C+1,), ``index`` int.  :func:`collate` stacks
+the labels and joins the samples' set tables into the batch's.
 
-Augmentation (``augment=True``) is one geometric map applied to image and bits
-together: a random scale (image bilinear, bits nearest -- bitsets are never
+Augmentation (``augment=True``) is one geometric map applied to image and label
+together: a random scale (image bilinear, label nearest -- the stored codes are never
 interpolated, so a soft label stays a set of classes and never a blend), a random
 crop to ``crop`` padded where the scaled image is smaller (image 0 = the mean
-after normalisation, bits 0 = ignored), and a horizontal flip.  Its random numbers
+after normalisation, label ignored), and a horizontal flip.  Its random numbers
 come from ``(seed, epoch, index)`` alone, so a sample does not depend on the
 worker that made it or on what was drawn before: resuming at an epoch gives the
 same samples.  The batch samplers hand the epoch to the workers with every index
@@ -44,7 +46,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.core.config import VARIANTS, TrainConfig
-from pipeline.core.shards import KIND_CODE, ShardReader, shard_paths
+from pipeline.core.shards import KIND_CODE, LabelMap, ShardReader, code_dtype, shard_paths
+
+from .losses import ClassSetTarget
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -90,7 +94,7 @@ def variant_items(reader: ShardReader, variant: str) -> list[tuple[str, int]]:
     wanted = {i for ids in by_kind.values() for i in ids}
     ids = [i for i in reader.ids if i in wanted]
     if variant == "ub":
-        missing = [i for i in ids if reader.truth(i) is None]
+        missing = [i for i in ids if reader.truth_map(i) is None]
         if missing:
             raise ValueError(f"variant 'ub' trains on true masks, but {len(missing)} of {len(ids)} images "
                              f"have none (e.g. {', '.join(missing[:3])})")
@@ -121,9 +125,10 @@ def _axis(n: int, scaled: int, crop: int | None, rng) -> tuple:
 
 
 def augment_pair(image: np.ndarray, bits: np.ndarray, rng, crop=None, scale=TrainConfig.scale,
-                 flip=TrainConfig.flip):
+                 flip=TrainConfig.flip, fill=0):
     """Jointly scale, crop/pad and flip a normalised (H, W, 3) float32 image and its (H, W)
-    bitsets.  Image bilinear, bits nearest; padding is 0 in both.  Always draws the same
+    label (bitsets or class-id codes).  Image bilinear, label nearest; padding is 0 in the
+    image and ``fill`` (the label's ignore value) in the label.  Always draws the same
     random numbers in the same order (scale, crop y, crop x, flip)."""
     h, w = bits.shape
     s = float(rng.uniform(scale[0], scale[1])) if scale is not None else 1.0
@@ -140,7 +145,7 @@ def augment_pair(image: np.ndarray, bits: np.ndarray, rng, crop=None, scale=Trai
         canvas = np.zeros((oh, ow, 3), np.float32)
         canvas[dy:dy + img.shape[0], dx:dx + img.shape[1]] = img
         img = canvas
-        canvas = np.zeros((oh, ow), bits.dtype)
+        canvas = np.full((oh, ow), fill, bits.dtype)
         canvas[dy:dy + lab.shape[0], dx:dx + lab.shape[1]] = lab
         lab = canvas
     if do_flip:
@@ -151,6 +156,26 @@ def augment_pair(image: np.ndarray, bits: np.ndarray, rng, crop=None, scale=Trai
 def _bits_int64(bits: np.ndarray) -> torch.Tensor:
     """Bitsets of any unsigned width -> int64 with the same bits (bit 63 makes it negative)."""
     return torch.from_numpy(np.ascontiguousarray(bits).astype(np.uint64).view(np.int64))
+
+
+_LUTS = {}
+
+
+def label_target(lm: LabelMap, codes: np.ndarray | None = None) -> ClassSetTarget:
+    """A :class:`LabelMap` (or its ``codes`` after augmentation) as one sample's
+    :class:`ClassSetTarget`: class ids, -1 ignored, ``-2 - k`` its set k."""
+    codes = lm.codes if codes is None else codes
+    key = (lm.num_classes, lm.num_sets, codes.dtype.str)
+    lut = _LUTS.get(key)
+    if lut is None:
+        lut = np.full(np.iinfo(codes.dtype).max + 1, -1, np.int64)
+        lut[:lm.num_classes] = np.arange(lm.num_classes)
+        lut[lm.num_classes:lm.num_classes + lm.num_sets] = -2 - np.arange(lm.num_sets)
+        if len(_LUTS) > 64:
+            _LUTS.clear()
+        _LUTS[key] = lut
+    return ClassSetTarget(torch.from_numpy(np.take(lut, codes)), torch.from_numpy(lm.sets.astype(np.int64)),
+                          torch.from_numpy(lm.offsets.astype(np.int64)))
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -215,21 +240,23 @@ class ShardDataset(Dataset):
         return {k: self.kinds.count(c) for k, c in KIND_CODE.items()}
 
     def raw(self, index: int):
-        """(image uint8 (H, W, 3), bits (H, W) in the shard's bitset type, kind, tags bool)."""
+        """(image uint8 (H, W, 3), label :class:`LabelMap` (all ignored for the image kind),
+        kind, tags bool)."""
         image_id, kind = self.items[index]
         r = self.reader
         image = r.image(image_id)
         if self.variant == "ub":
-            bits = r.truth(image_id)
+            label = r.truth_map(image_id)
         elif kind == 2:
-            bits = np.zeros(image.shape[:2], r.bitset_dtype)
+            dt = code_dtype(r.num_classes)
+            label = LabelMap(np.full(image.shape[:2], np.iinfo(dt).max, dt), r.num_classes)
         else:
-            bits = r.label(image_id)
-        if bits is None:
+            label = r.label_map(image_id)
+        if label is None:
             raise ValueError(f"{image_id}: no {'truth' if self.variant == 'ub' else 'label'} in the shards")
-        if bits.shape != image.shape[:2]:
-            raise ValueError(f"{image_id}: label {bits.shape} and image {image.shape[:2]} differ in size")
-        return image, bits, kind, r.tags(image_id)
+        if label.shape != image.shape[:2]:
+            raise ValueError(f"{image_id}: label {label.shape} and image {image.shape[:2]} differ in size")
+        return image, label, kind, r.tags(image_id)
 
     def __getitem__(self, key):
         if isinstance(key, tuple):
@@ -238,13 +265,15 @@ class ShardDataset(Dataset):
             epoch, index = self.epoch, int(key)
         if not 0 <= index < len(self.items):
             raise IndexError(f"index {index} out of range for {len(self.items)} items")
-        image, bits, kind, tags = self.raw(index)
+        image, label, kind, tags = self.raw(index)
         image = _normalized(image)
+        codes = label.codes
         if self.augment:
             rng = np.random.default_rng([self.seed, epoch, index])
-            image, bits = augment_pair(image, bits, rng, crop=self.crop, scale=self.scale, flip=self.flip)
+            image, codes = augment_pair(image, codes, rng, crop=self.crop, scale=self.scale, flip=self.flip,
+                                        fill=label.ignore)
         return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-                "bits": _bits_int64(bits),
+                "bits": label_target(label, codes),
                 "kind": torch.tensor(kind, dtype=torch.int64),
                 "tags": torch.from_numpy(tags.astype(np.float32)),
                 "index": index}
@@ -332,18 +361,45 @@ class MixedBatchSampler(SubsetBatchSampler):
         super().__init__(np.zeros(int(n), np.int64), batch_size, **kwargs)
 
 
+def collate_targets(targets: list) -> ClassSetTarget:
+    """Stack per-sample :class:`ClassSetTarget` (or (H, W) int64 bitsets, padded with 0) into the
+    batch's: labels padded bottom/right with -1 (ignored), the set tables joined (each sample's
+    set codes shifted past the sets of the samples before it)."""
+    if not isinstance(targets[0], ClassSetTarget):
+        h, w = max(t.shape[0] for t in targets), max(t.shape[1] for t in targets)
+        bits = torch.zeros((len(targets), h, w), dtype=torch.int64)
+        for k, t in enumerate(targets):
+            bits[k, :t.shape[0], :t.shape[1]] = t
+        return bits
+    h = max(t.labels.shape[0] for t in targets)
+    w = max(t.labels.shape[1] for t in targets)
+    labels = torch.full((len(targets), h, w), -1, dtype=torch.int64)
+    sets, offsets, base = [], [torch.zeros(1, dtype=torch.int64)], 0
+    for k, t in enumerate(targets):
+        lab = t.labels
+        n_sets = len(t.offsets) - 1
+        if n_sets and base:
+            lab = torch.where(lab <= -2, lab - base, lab)
+        labels[k, :lab.shape[0], :lab.shape[1]] = lab
+        if n_sets:
+            sets.append(t.sets)
+            offsets.append(t.offsets[1:] + offsets[-1][-1])
+            base += n_sets
+    return ClassSetTarget(labels, torch.cat(sets) if sets else torch.zeros(0, dtype=torch.int64), torch.cat(offsets))
+
+
 def collate(batch: list[dict]) -> dict:
     """Stack samples; samples of different sizes are padded bottom/right to the largest
-    (image 0 = the mean, bits 0 = ignored)."""
+    (image 0 = the mean, label ignored); ``bits`` becomes the batch's :class:`ClassSetTarget`
+    (:func:`collate_targets`)."""
     h = max(b["bits"].shape[0] for b in batch)
     w = max(b["bits"].shape[1] for b in batch)
     n = len(batch)
     image = torch.zeros((n, batch[0]["image"].shape[0], h, w), dtype=batch[0]["image"].dtype)
-    bits = torch.zeros((n, h, w), dtype=torch.int64)
     for k, b in enumerate(batch):
         bh, bw = b["bits"].shape
         image[k, :, :bh, :bw] = b["image"]
-        bits[k, :bh, :bw] = b["bits"]
+    bits = collate_targets([b["bits"] for b in batch])
     return {"image": image, "bits": bits,
             "kind": torch.stack([torch.as_tensor(b["kind"], dtype=torch.int64) for b in batch]),
             "tags": torch.stack([b["tags"] for b in batch]),

@@ -2,7 +2,7 @@
 
 The metrics (pAcc, mAcc, mIU, fwIU and per-class IoU, in %) and the confusion matrix
 are ``pipeline/core/metrics.py``'s, the same the label-quality stage uses; void pixels
-(no bit in the true bitset) are ignored.  Evaluation runs on the device training uses
+(the true mask's ignore value) are ignored.  Evaluation runs on the device training uses
 (``train.fit.default_device``: CUDA when available), one full-size image at a time.
 """
 
@@ -13,7 +13,7 @@ import torch
 
 from pipeline.core.errors import InputError
 from pipeline.core.metrics import confusion_matrix, segmentation_metrics
-from pipeline.core.shards import ShardReader, bitsets_to_class_map
+from pipeline.core.shards import ShardReader
 
 from .data import normalize
 from .fit import default_device
@@ -101,7 +101,7 @@ def evaluate_model(model, shard_dir, device=None, limit=None, progress=False):
     conf = np.zeros((n, n), np.int64)
     ids = reader.ids[:limit] if limit else reader.ids
     for image_id in tqdm(ids, desc="evaluate", unit="img", disable=not progress):
-        truth = bitsets_to_class_map(reader.truth(image_id))
+        truth = reader.class_map(image_id, void=255 if n <= 255 else 65535)
         conf += confusion_matrix(predict_class_map(model, reader.image(image_id), reader.background), truth, n)
     reader.close()
     metrics = segmentation_metrics(conf, reader.classes)

@@ -3,14 +3,16 @@
 ``train(cfg, shard_dir, out_dir, variant)`` reads top to bottom like torchvision's
 reference ``main()``: data, model, optimiser, resume, the loop, the export.  The number
 of iterations is proportional to the images the variant uses (``cfg.epochs`` passes over
-them).  A checkpoint (model, optimiser, iteration, RNG states, the curves so far;
+them), or -- ``cfg.equal_iterations`` -- that of ``ub`` for every variant, so that variants
+differ in supervision only, not in training length.  A checkpoint (model, optimiser, iteration, RNG states, the curves so far;
 ``train/checkpoint.py``) is written atomically every ``cfg.checkpoint_every`` iterations
 and at the end; rerunning the same command resumes from it when it was made from the same
 label shards, params and code (else the run starts afresh and says why): the batch sampler
 starts at the batch the run stopped at, so the same sequence of batches and losses
 follows, no skipped batch is loaded, and the dvclive files get the same rows.  A NaN or
 infinite loss stops the run (an InputError naming the iteration and the learning rate)
-before anything more is written.  CUDA runs use bf16 autocast; ``torchrun
+before anything more is written.  CUDA runs use bf16 autocast (``cfg.amp``) and
+channels-last memory (faster convolutions on tensor cores); ``torchrun
 --nproc_per_node N`` runs DistributedDataParallel (gloo on CPU, NCCL on CUDA).
 """
 
@@ -53,6 +55,17 @@ def lr_at(cfg: TrainConfig, it: int, total: int) -> float:
     if cfg.schedule == "step":
         return warm * cfg.lr * (0.1 ** (it // max(total // 3, 1)))
     return warm * cfg.lr
+
+
+def total_iterations(cfg: TrainConfig, loader, shard_dir, rank: int = 0, world: int = 1) -> int:
+    """Iterations of a run: ``cfg.epochs`` passes over ``loader`` (the variant's images), or
+    with ``cfg.equal_iterations`` over the loader of variant ``ub`` (every training image)."""
+    per_epoch = len(loader)
+    if cfg.equal_iterations:
+        every = ShardDataset(shard_dir, "train", "ub", crop=cfg.crop, scale=cfg.scale, flip=cfg.flip, seed=cfg.seed)
+        per_epoch = len(make_loader(every, cfg.batch_size, sampling=cfg.sampling, seed=cfg.seed, rank=rank,
+                                    world_size=world))
+    return max(1, math.ceil(cfg.epochs * per_epoch))
 
 
 def default_device() -> torch.device:
@@ -178,6 +191,8 @@ def train_step(model, optimizer, batch: dict, lr: float, device: torch.device,
     for g in optimizer.param_groups:
         g["lr"] = lr
     image = batch["image"].to(device, non_blocking=True)
+    if device.type == "cuda":
+        image = image.contiguous(memory_format=torch.channels_last)
     bits = batch["bits"].to(device, non_blocking=True)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
         logits = model(image)
@@ -255,9 +270,11 @@ def train(cfg: TrainConfig, shard_dir, out_dir, variant: str, max_iterations: in
     loader = make_loader(dataset, cfg.batch_size, sampling=cfg.sampling, seed=cfg.seed,
                          num_workers=cfg.workers, rank=rank, world_size=world)
     iters_per_epoch = len(loader)
-    total = max(1, math.ceil(cfg.epochs * iters_per_epoch))
+    total = total_iterations(cfg, loader, shard_dir, rank, world)
 
     model = build_model(cfg.arch, dataset.num_classes, pretrained=cfg.pretrained).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                           else None)

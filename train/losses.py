@@ -1,19 +1,26 @@
 """The annotation-specific loss module (paper section 3, Eq. 1-5; SPEC section 6).
 
 Notation: logits ``f`` are (N, C+1, H, W) with channel 0 the background, so there
-are ``C = num_classes - 1`` foreground classes.  Pixel targets are the label
-bitsets of :mod:`pipeline.core.shards` handed over as int64 (N, H, W): bit c set
-<=> s_ic = 1; a pixel with no bit is ignored.  With 64 classes bit 63 is the
-sign bit of int64, so such bitsets are negative numbers; every function here
-reads them bit by bit and handles that.
+are ``C = num_classes - 1`` foreground classes.  Pixel targets come as a
+:class:`ClassSetTarget` (the loader's ``bits``, from the shards' format 3 class-id maps,
+any class count): per pixel ``labels`` (N, H, W) int64 holds the class id ``c >= 0``, ``-1``
+for an ignored pixel, or ``-2 - j`` for a soft pixel whose class set is row ``j`` of the
+batch's set table (``sets[offsets[j]:offsets[j+1]]``).  Soft pixels are rare, so the loss
+gathers one log-probability per ordinary pixel and indexes the few (pixel, class) pairs of
+the soft ones: no (N, C+1, H, W) target is ever made.
+
+Int64 label bitsets (format 2's encoding, at most 64 classes: bit c set <=> s_ic = 1, no
+bit = ignored; with 64 classes bit 63 is the int64 sign bit) are still accepted everywhere
+and converted with :func:`bits_to_target`; :func:`bitset_loss` is the former bitset
+implementation, kept as the reference the class-set loss is tested against.
 
 Branches
 --------
 * image (Eq. 1-2), :func:`image_loss`: v_c = mean_i f_ic, then binary
   cross-entropy of sigmoid(v_c) against the tag l_c averaged over the C
   foreground classes (the background channel and its tag are ignored).
-* box (Eq. 3) and pixel (Eq. 4), :func:`bitset_loss`: for each pixel with
-  |s_i| > 0, ``-(1/|s_i|) sum_c s_ic log softmax(f_i)_c``.  A one-hot bitset
+* box (Eq. 3) and pixel (Eq. 4), :func:`class_set_loss`: for each pixel with
+  |s_i| > 0, ``-(1/|s_i|) sum_c s_ic log softmax(f_i)_c``.  A single class
   makes it the ordinary cross-entropy (Eq. 4), so one function serves both.
 
 Reductions
@@ -30,22 +37,24 @@ Reductions
     the default because the practical training mode (crops, batches > 1,
     mixed-kind batches) is the default of the trainer.
 
-Memory: :func:`bitset_loss` is a custom autograd function.  It keeps one extra
+Memory: :func:`class_set_loss` is a custom autograd function.  It keeps one extra
 (N, C+1, H, W) float tensor (the log-softmax, computed once, float32 for half
-inputs), never materialises the decoded (N, C+1, H, W) bitsets and works per
-class on (N, H, W) slices; its backward allocates only the gradient itself.
+inputs) and the (N, H, W) labels; its backward allocates only the gradient itself
+(softmax times the upstream gradient, minus it at each pixel's classes: one scatter for
+the ordinary pixels, one indexed add for the soft ones).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-__all__ = ["decode_bits", "image_loss", "bitset_loss", "mixseg_loss", "KIND_PIXEL", "KIND_BOX", "KIND_IMAGE",
-           "REDUCTIONS"]
+__all__ = ["ClassSetTarget", "bits_to_target", "target_bits", "class_set_loss", "decode_bits", "image_loss",
+           "bitset_loss", "mixseg_loss", "KIND_PIXEL", "KIND_BOX", "KIND_IMAGE", "REDUCTIONS"]
 
 KIND_PIXEL, KIND_BOX, KIND_IMAGE = 0, 1, 2  # as pipeline.core.shards.KINDS
 BRANCHES = ("pixel", "box", "image")
@@ -171,6 +180,208 @@ def image_loss(logits: torch.Tensor, tags: torch.Tensor, reduction: str = "mean"
     raise ValueError(f"unknown reduction {reduction!r}: 'mean', 'paper', 'sum' or 'none'")
 
 
+# ----------------------------------------------------------------------------- class-set targets
+
+class ClassSetTarget(NamedTuple):
+    """A batch's pixel targets for any class count (the loader's ``bits``).
+
+    ``labels`` (N, H, W) int64: class id ``c >= 0``; ``-1`` ignored; ``-2 - j`` a soft pixel
+    whose classes are ``sets[offsets[j]:offsets[j+1]]`` (two or more, ascending).
+    ``sets`` (K,) and ``offsets`` (S+1,) int64: the batch's class-set table."""
+    labels: torch.Tensor
+    sets: torch.Tensor
+    offsets: torch.Tensor
+
+    def to(self, device, non_blocking: bool = False) -> "ClassSetTarget":
+        return ClassSetTarget(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+    @property
+    def shape(self):
+        return self.labels.shape
+
+    def masked_ignore(self, rows: torch.Tensor) -> "ClassSetTarget":
+        """The same with every pixel of the samples ``rows`` (an (N,) bool) ignored."""
+        return ClassSetTarget(self.labels.masked_fill(rows.view((-1,) + (1,) * (self.labels.dim() - 1)), -1),
+                              self.sets, self.offsets)
+
+
+def bits_to_target(bits: torch.Tensor, num_classes: int) -> ClassSetTarget:
+    """Int64 label bitsets (N, H, W) (<= 64 classes, bit 63 the sign bit) -> :class:`ClassSetTarget`:
+    one bit -> that class, no bit -> -1, several -> a class set (numbered by bitset value)."""
+    bits = _as_bits(bits)
+    _check_bits(bits, num_classes)
+    labels = torch.full(bits.shape, -1, dtype=torch.int64, device=bits.device)
+    nz = bits != 0
+    multi = nz & ((bits & (bits - 1)) != 0)
+    single = nz & ~multi
+    if bool(single.any()):
+        # a power of two (bit 63: -2**63) is exact in float64, and so is its log2
+        labels[single] = bits[single].double().abs().log2().round().long()
+    sets = torch.zeros(0, dtype=torch.int64, device=bits.device)
+    offsets = torch.zeros(1, dtype=torch.int64, device=bits.device)
+    if bool(multi.any()):
+        uniq, inv = torch.unique(bits[multi], return_inverse=True)
+        planes = _bit_planes(uniq, num_classes)
+        member = torch.stack([_bit(planes, c) for c in range(num_classes)], dim=1)  # (U, C+1)
+        rows, cols = member.nonzero(as_tuple=True)   # row-major: classes ascending within a set
+        sets = cols
+        offsets = torch.cat([offsets, torch.cumsum(member.sum(1), 0)])
+        labels[multi] = -2 - inv
+    return ClassSetTarget(labels, sets, offsets)
+
+
+def target_bits(target: ClassSetTarget) -> torch.Tensor:
+    """The inverse of :func:`bits_to_target`: int64 bitsets (0 = ignored) of a target whose
+    classes are all below 64 (for tests and format 2 comparisons)."""
+    labels, sets, offsets = target
+    if len(sets) and int(sets.max()) >= 64 or labels.numel() and int(labels.max()) >= 64:
+        raise ValueError("a bitset holds classes 0..63 only")
+    one = torch.ones((), dtype=torch.int64, device=labels.device)
+    set_bits = torch.zeros(len(offsets) - 1, dtype=torch.int64, device=labels.device)
+    if len(sets):
+        owner = torch.repeat_interleave(torch.arange(len(offsets) - 1, device=labels.device), offsets.diff())
+        set_bits.index_add_(0, owner, one << sets)   # distinct bits: adding is or-ing
+    out = torch.where(labels >= 0, one << labels.clamp_min(0), torch.zeros_like(labels))
+    soft = labels <= -2
+    out[soft] = set_bits[-2 - labels[soft]]
+    return out
+
+
+def _soft_pairs(target: ClassSetTarget):
+    """The soft pixels' (pixel, class) pairs: flat pixel index into (N, H, W), class id, the pair's
+    soft pixel (index into the soft pixels), each soft pixel's flat index and set size."""
+    labels = target.labels
+    soft_pix = (labels.reshape(-1) <= -2).nonzero(as_tuple=True)[0]
+    j = -2 - labels.reshape(-1)[soft_pix]
+    starts, lens = target.offsets[j], target.offsets[j + 1] - target.offsets[j]
+    owner = torch.repeat_interleave(torch.arange(len(soft_pix), device=labels.device), lens)
+    within = torch.arange(len(owner), device=labels.device) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens,
+                                                                                      lens)
+    cls = target.sets[starts[owner] + within]
+    return soft_pix[owner], cls, owner, soft_pix, lens
+
+
+class _ClassSetNLL(torch.autograd.Function):
+    """Per-pixel ``-(1/|s_i|) sum_{c in s_i} log softmax(f_i)_c`` (0 where ignored) and |s_i|.
+    Gradient: ``softmax(f_i)_c - [c in s_i]/|s_i|`` on labelled pixels, exactly 0 on ignored ones."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, sets, offsets):
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        logp = torch.log_softmax(logits, dim=1, dtype=dtype)  # the one extra (N, C+1, H, W) tensor
+        n, c1 = logits.shape[:2]
+        single = labels >= 0
+        idx = labels.clamp_min(0).unsqueeze(1)
+        loss = torch.where(single, -logp.gather(1, idx).squeeze(1), 0.0)
+        count = single.to(torch.int16)
+        pairs = None
+        if bool((labels <= -2).any()):
+            pix, cls, owner, soft_pix, lens = _soft_pairs(ClassSetTarget(labels, sets, offsets))
+            hw = labels[0].numel()
+            lp = logp.view(n, c1, hw)
+            vals = lp[pix // hw, cls, pix % hw]
+            acc = torch.zeros(len(soft_pix), dtype=dtype, device=logits.device).index_add_(0, owner, vals)
+            inv = 1.0 / lens.to(dtype)
+            loss.view(-1)[soft_pix] = -acc * inv
+            count.view(-1)[soft_pix] = lens.to(torch.int16)
+            pairs = (pix, cls, inv[owner])
+        ctx.pairs = pairs
+        ctx.save_for_backward(logp, labels)
+        ctx.in_dtype = logits.dtype
+        ctx.mark_non_differentiable(count)
+        return loss, count
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss, grad_count):
+        logp, labels = ctx.saved_tensors
+        g = grad_loss.to(logp.dtype)
+        grad = logp.exp()
+        grad.mul_(torch.where(labels != -1, g, 0.0).unsqueeze(1))
+        single = labels >= 0
+        grad.scatter_add_(1, labels.clamp_min(0).unsqueeze(1), torch.where(single, -g, 0.0).unsqueeze(1))
+        if ctx.pairs is not None:
+            pix, cls, w = ctx.pairs
+            n, c1 = grad.shape[:2]
+            hw = labels[0].numel()
+            grad.view(n, c1, hw).index_put_((pix // hw, cls, pix % hw), -g.reshape(-1)[pix] * w, accumulate=True)
+        return grad.to(ctx.in_dtype), None, None, None
+
+
+def _as_target(target, num_classes: int) -> ClassSetTarget:
+    if isinstance(target, ClassSetTarget):
+        return ClassSetTarget(*(t if t.dtype == torch.int64 else t.to(torch.int64) for t in target))
+    if isinstance(target, tuple) and len(target) == 3:
+        return _as_target(ClassSetTarget(*target), num_classes)
+    return bits_to_target(target, num_classes)
+
+
+def _target_terms(logits: torch.Tensor, target):
+    """Validated per-pixel losses (N, H, W) and set sizes |s_i| (N, H, W) int16."""
+    if not logits.dtype.is_floating_point:
+        raise TypeError(f"logits must be floating point, got {logits.dtype}")
+    if logits.dim() < 3 or logits.shape[1] < 2:
+        raise ValueError(f"logits must be (N, C+1, H, W) with C >= 1, got {tuple(logits.shape)}")
+    c1 = logits.shape[1]
+    expected = (logits.shape[0],) + tuple(logits.shape[2:])
+    if not isinstance(target, (ClassSetTarget, tuple)):
+        bits = _as_bits(target)
+        if tuple(bits.shape) != expected:
+            raise ValueError(f"bits must be (N, H, W) = {expected}, got {tuple(bits.shape)}")
+    target = _as_target(target if isinstance(target, (ClassSetTarget, tuple)) else target.to(logits.device), c1)
+    target = target.to(logits.device)
+    labels = target.labels
+    if tuple(labels.shape) != expected:
+        raise ValueError(f"labels must be (N, H, W) = {expected}, got {tuple(labels.shape)}")
+    if labels.numel():
+        lo, hi = (int(v) for v in torch.aminmax(labels))
+        if hi >= c1:
+            raise ValueError(f"labels have class {hi}, at or above the {c1} logit channels")
+        if lo < -1 - (len(target.offsets) - 1):
+            raise ValueError(f"labels name class set {-2 - lo}, the target has {len(target.offsets) - 1}")
+    if len(target.sets) and (int(target.sets.max()) >= c1 or int(target.sets.min()) < 0):
+        raise ValueError(f"a class set has a class outside 0..{c1 - 1} (the logit channels)")
+    return _ClassSetNLL.apply(logits, labels.contiguous(), target.sets, target.offsets)
+
+
+def _reduce(loss, count, num_classes: int, reduction: str):
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "paper":
+        return loss.sum() / (num_classes - 1)
+    if reduction == "mean":
+        return loss.sum() / (count > 0).sum().clamp_min(1)
+    raise ValueError(f"unknown reduction {reduction!r}: 'mean', 'paper', 'sum' or 'none'")
+
+
+def class_set_loss(logits: torch.Tensor, target, reduction: str = "mean") -> torch.Tensor:
+    """Box branch (Eq. 3) and pixel branch (Eq. 4) from class-id targets, any class count.
+
+    Per pixel with a class set s_i the loss is ``-(1/|s_i|) sum_{c in s_i} log softmax(f_i)_c``:
+    one class gives the cross-entropy, a soft pixel the mean of its classes' terms.  Ignored
+    pixels contribute 0 and get exactly zero gradient.  The same values and gradients as
+    :func:`bitset_loss` on the same labels.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (N, C+1, H, W) floating logits; half inputs are computed in float32.
+    target : ClassSetTarget or torch.Tensor
+        The pixel targets (:class:`ClassSetTarget`), or int64 label bitsets (<= 64 classes).
+    reduction : {"mean", "paper", "sum", "none"}
+        As :func:`bitset_loss`.
+
+    Returns
+    -------
+    torch.Tensor
+        0-dim float tensor, or (N, H, W) for "none".
+    """
+    loss, count = _target_terms(logits, target)
+    return _reduce(loss, count, logits.shape[1], reduction)
+
+
 # ----------------------------------------------------------------------------- box and pixel branch
 
 class _BitsetNLL(torch.autograd.Function):
@@ -275,7 +486,7 @@ def mixseg_loss(logits: torch.Tensor, bits: torch.Tensor | None, kind: torch.Ten
     """The annotation-specific loss of a batch whose samples may be of any kind.
 
     Each sample goes to its branch: kind 0 (pixel) and 1 (box) to
-    :func:`bitset_loss`, kind 2 (image) to :func:`image_loss` (its bits are
+    :func:`class_set_loss`, kind 2 (image) to :func:`image_loss` (its bits are
     ignored, whatever they hold).  No per-kind copy of the logits is made.
 
     Reductions (the choice, documented):
@@ -299,8 +510,9 @@ def mixseg_loss(logits: torch.Tensor, bits: torch.Tensor | None, kind: torch.Ten
     ----------
     logits : torch.Tensor
         (N, C+1, H, W) floating logits.
-    bits : torch.Tensor or None
-        (N, H, W) integer label bitsets; rows of image samples are ignored.
+    bits : ClassSetTarget, torch.Tensor or None
+        The pixel targets (:class:`ClassSetTarget`, the loader's ``bits``) or (N, H, W)
+        integer label bitsets (<= 64 classes); rows of image samples are ignored.
         May be None when no sample is of kind pixel or box.
     kind : torch.Tensor
         (N,) integer kinds: 0 pixel, 1 box, 2 image.
@@ -336,10 +548,19 @@ def mixseg_loss(logits: torch.Tensor, bits: torch.Tensor | None, kind: torch.Ten
     if counts[KIND_PIXEL] or counts[KIND_BOX]:
         if bits is None:
             raise ValueError("bits are required when the batch has pixel or box samples")
-        bits = _as_bits(bits).to(logits.device)
+        if isinstance(bits, (ClassSetTarget, tuple)):
+            target = _as_target(bits, logits.shape[1]).to(logits.device)
+        else:
+            bits = _as_bits(bits).to(logits.device)
+            if counts[KIND_IMAGE]:  # image rows may hold anything: clear them before they are decoded
+                bits = bits.masked_fill((kind == KIND_IMAGE).view((-1,) + (1,) * (bits.dim() - 1)), 0)
+            if tuple(bits.shape) != (n,) + tuple(logits.shape[2:]):
+                raise ValueError(f"bits must be (N, H, W) = {(n,) + tuple(logits.shape[2:])}, "
+                                 f"got {tuple(bits.shape)}")
+            target = bits_to_target(bits, logits.shape[1])
         if counts[KIND_IMAGE]:
-            bits = bits.masked_fill((kind == KIND_IMAGE).view((-1,) + (1,) * (bits.dim() - 1)), 0)
-        loss, count = _bitset_terms(logits, bits)
+            target = target.masked_ignore(kind == KIND_IMAGE)
+        loss, count = _target_terms(logits, target)
         per_sum = loss.flatten(1).sum(1)  # (N,)
         per_count = (count > 0).flatten(1).sum(1)
         for k in (KIND_PIXEL, KIND_BOX):

@@ -49,7 +49,7 @@ PAPER_ALPHA = 0.30
 ARCHS = ("small", "fcn32s", "fcn16s", "fcn8s", "deeplab_largefov", "deeplab_aspp_resnet50",
          "deeplab_aspp_resnet101", "efficientnet_lite0")
 VARIANTS = ("p", "p+i", "p+b", "p+b+i", "ub")
-SOURCE_KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid", "classmaps")
+SOURCE_KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid", "classmaps", "coco")
 
 OnError = Literal["fail", "skip"]
 
@@ -263,9 +263,28 @@ class ClassmapsOptions:
 
 
 @dataclass(frozen=True)
+class CocoOptions:
+    """``source.coco``: a COCO-format detection dataset (COCO, LVIS, Objects365, any exporter's
+    ``instances_*.json``) under ``source.root``: the train and (optional) val annotation files and
+    their image folders.  Classes are the categories sorted by id (ids need not be contiguous);
+    boxes come from ``bbox``, tags from the boxes; ``masks`` optionally names a folder of class-map
+    PNGs ``<id>.png`` (value = class index in that order, 255 void) -- the val images need them
+    to be evaluated."""
+    train_json: str = "annotations/instances_train2017.json"
+    train_images: str = "train2017"
+    val_json: Optional[str] = "annotations/instances_val2017.json"
+    val_images: Optional[str] = "val2017"
+    masks: Optional[str] = None
+
+    def __post_init__(self):
+        if (self.val_json is None) != (self.val_images is None):
+            raise ConfigError("val_json", "val_json and val_images go together (both null: no val split)")
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """``source``: which dataset reader builds the index, from where."""
-    kind: Literal["synthetic", "voc2012", "siftflow", "boxes", "camvid", "classmaps"] = "synthetic"
+    kind: Literal["synthetic", "voc2012", "siftflow", "boxes", "camvid", "classmaps", "coco"] = "synthetic"
     root: str = "data/raw/synthetic"
     boxes: str = "auto"
     on_error: OnError = "fail"
@@ -274,6 +293,7 @@ class SourceConfig:
     boxes_source: BoxesSourceOptions = knob(factory=BoxesSourceOptions)
     camvid: CamvidOptions = knob(factory=CamvidOptions)
     classmaps: ClassmapsOptions = knob(factory=ClassmapsOptions)
+    coco: CocoOptions = knob(factory=CocoOptions)
 
 
 @dataclass(frozen=True)
@@ -339,6 +359,7 @@ class BoxStrategy:
     prior: float
     prior_band: float
     floor: Optional[float]
+    small_box: float
     seed: int
     grabcut: GrabcutConfig
     external_dir: Optional[str]
@@ -408,6 +429,7 @@ class LabelsConfig:
     prior: float = knob(0.35, lo=0, hi=2)
     prior_band: float = knob(0.05, lo=0, hi=1)
     floor: Optional[float] = knob(None, lo=0, hi=1)
+    small_box: float = knob(0.0, lo=0)
     thresholds: tuple[float, ...] = knob(PAPER_THRESHOLDS, nonempty=True)
     alpha: float = knob(0.25, lo=0, hi=1, lo_open=True)
     seed: int = 0
@@ -434,7 +456,8 @@ class LabelsConfig:
         s = BoxStrategy(name=str(name), base=base, rule=over.get("rule", self.rule),
                         thresholds=tuple(over.get("thresholds", self.thresholds)),
                         alpha=over.get("alpha", self.alpha), margin=self.margin, span=self.span, band=self.band,
-                        clear=self.clear, prior=self.prior, prior_band=self.prior_band, floor=self.floor, seed=self.seed, grabcut=self.grabcut, external_dir=self.external_dir,
+                        clear=self.clear, prior=self.prior, prior_band=self.prior_band, floor=self.floor,
+                        small_box=self.small_box, seed=self.seed, grabcut=self.grabcut, external_dir=self.external_dir,
                         external_format=self.external_format)
         _check_thresholds(key, s.thresholds)
         if not 0 < s.alpha <= 1:
@@ -473,11 +496,12 @@ class TrainConfig:
     schedule: Literal["poly", "step", "constant"] = "poly"
     warmup: int = knob(100, lo=0)
     epochs: float = knob(24, lo=0, lo_open=True)
+    equal_iterations: bool = False
     checkpoint_every: int = knob(100, lo=1)
     log_every: int = knob(10, lo=1)
     seed: int = 0
     workers: int = knob(0, lo=0)
-    threads: int = knob(2, lo=0)
+    threads: int = knob(1, lo=0)
     amp: bool = True
 
     @classmethod

@@ -30,9 +30,9 @@ from joblib import Parallel, delayed
 
 from pipeline.core.errors import ErrorPolicy, InputError
 from pipeline.core.fileio import file_md5, read_image, read_label_png, read_json, write_json
+from pipeline.core.schema import MAX_CLASSES  # C + 1, background included (label shard format 3)
 
 VOID = 255
-MAX_CLASSES = 64  # C + 1, background included: the widest bitset is uint64
 MASK_FORMATS = ("png", "sbd_cls", "siftflow_mat")
 
 

@@ -12,7 +12,27 @@ Shapes are written in ``N`` (images of the shard), ``M`` (boxes of the shard) an
 ``W`` (an image's height and width in pixels); a shape in ``H`` is a map group.  Dtype
 ``bitset`` is the shard's bitset type (attribute ``bitset_dtype``: the narrowest unsigned
 type with ``num_classes`` bits), ``str`` a variable-length UTF-8 string, ``vlen uint8`` a
-variable-length byte array; ``since`` is the first format version with the item.
+variable-length byte array, ``label`` a class-id map (below); ``since`` is the first format
+version with the item and ``until`` the last (None: still current).  Shapes ``K``, ``S+1`` and
+``T`` are the lengths of the shard's flat class-set and tag tables.
+
+Label encoding (format 3, ``LABEL_ENCODING``): every ``label/<id>`` and ``truth/<id>`` map is
+(H, W) uint8, or uint16 when the codes below do not fit a uint8 (per map), with C+1 =
+``num_classes``:
+
+* ``0..C`` -- the pixel has that one class;
+* the type's maximum, 255 (uint8) or 65535 (uint16) -- no class: ignored (VOC void, uncertain
+  box regions);
+* ``C+1+k`` -- a soft (multi-class) pixel with the image's class set ``k``: the set is row
+  ``j = label_set_first[i] + k`` of the shard's set table, class ids
+  ``label_sets[label_set_offsets[j]:label_set_offsets[j+1]]`` (two or more, ascending).
+  True masks have no sets.
+
+So a uint8 map of a dataset with 255 or fewer classes and no soft pixel is exactly a
+VOC-style class map with 255 = void.  Tags are class-id lists: image i's are
+``tag_ids[tag_offsets[i]:tag_offsets[i+1]]``.  Format 2 (still read) stored one bitset per
+pixel (bit c set <=> class c, 0 = ignored) of type ``bitset_dtype`` and one tag bitset per
+image, so at most 64 classes.
 """
 
 from __future__ import annotations
@@ -29,6 +49,14 @@ CHECKSUM_DTYPE = np.dtype([("image", "<u4"), ("label", "<u4"), ("truth", "<u4"),
 _NAMED = {"BOX_DTYPE": BOX_DTYPE, "CHECKSUM_DTYPE": CHECKSUM_DTYPE, "str": h5py.string_dtype(),
           "vlen uint8": h5py.vlen_dtype(np.uint8)}
 JSON_TYPES = {"JSON list": list, "JSON dict": dict}
+LABEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))   # the format 3 map types
+MAX_CLASSES = 32767   # C + 1, background included: BOX_DTYPE.cls is int16; uint16 codes leave >= 32768 sets
+LABEL_ENCODING = """format 3 label encoding (label/<id>, truth/<id>: (H, W) uint8, or uint16 when needed)
+  0..C       the pixel's one class (C+1 = attrs/num_classes)
+  max value  ignored / void: 255 in a uint8 map, 65535 in a uint16 map
+  C+1+k      soft pixel, class set k of the image: row j = label_set_first[i] + k,
+             classes label_sets[label_set_offsets[j]:label_set_offsets[j+1]]
+  tags       image i: tag_ids[tag_offsets[i]:tag_offsets[i+1]]"""
 _DIM_NAMES = {"H": "height", "W": "width"}
 
 
@@ -38,15 +66,23 @@ class Attr:
     type: str  # "str", "int" or one of JSON_TYPES (stored as a JSON string)
     meaning: str
     since: int = 1
+    until: int | None = None
+
+    def in_version(self, version: int) -> bool:
+        return self.since <= version and (self.until is None or version <= self.until)
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
     shape: tuple  # of "N", "N+1", "M", "H", "W", "2H+1", "2W+1"
-    dtype: str  # a numpy dtype name, "bitset", "str", "vlen uint8", "BOX_DTYPE" or "CHECKSUM_DTYPE"
+    dtype: str  # a numpy dtype name, "bitset", "label", "str", "vlen uint8", "BOX_DTYPE" or "CHECKSUM_DTYPE"
     meaning: str
     since: int = 1
+    until: int | None = None
+
+    def in_version(self, version: int) -> bool:
+        return self.since <= version and (self.until is None or version <= self.until)
 
     @property
     def is_map(self) -> bool:
@@ -57,6 +93,8 @@ class Dataset:
         """The numpy dtype (None for ``bitset`` while the bitset type is unknown)."""
         if self.dtype == "bitset":
             return None if bitset is None else np.dtype(bitset)
+        if self.dtype == "label":
+            return None
         return _NAMED[self.dtype] if self.dtype in _NAMED else np.dtype(self.dtype)
 
     def dtype_ok(self, dt, bitset=None) -> bool:
@@ -64,10 +102,14 @@ class Dataset:
             return h5py.check_string_dtype(dt) is not None
         if self.dtype == "vlen uint8":
             return h5py.check_vlen_dtype(dt) == np.dtype(np.uint8)
+        if self.dtype == "label":
+            return dt in LABEL_DTYPES
         want = self.np_dtype(bitset)
         return want is None or dt == want
 
     def dtype_text(self, bitset=None) -> str:
+        if self.dtype == "label":
+            return "uint8 or uint16"
         want = self.np_dtype(bitset) if self.dtype == "bitset" else None
         return self.dtype if want is None else want.name
 
@@ -100,8 +142,13 @@ class Shard:
     attrs: tuple
     datasets: tuple
 
-    def dataset(self, name: str) -> Dataset:
-        return next(d for d in self.datasets if d.name == name)
+    def dataset(self, name: str, version: int | None = None) -> Dataset:
+        return next(d for d in self.datasets if d.name == name and (version is None or d.in_version(version)))
+
+    def of_version(self, version: int) -> "Shard":
+        """The attributes and datasets of format ``version`` only."""
+        return Shard(self.format, self.file_name, tuple(a for a in self.attrs if a.in_version(version)),
+                     tuple(d for d in self.datasets if d.in_version(version)))
 
     @property
     def maps(self) -> tuple:
@@ -119,7 +166,7 @@ _COMMON_ATTRS = (
 LABEL_SHARD = Shard("labels", "labels-<split>-NNNNN.h5", _COMMON_ATTRS + (
     Attr("classes", "JSON list", "class names, background first"),
     Attr("num_classes", "int", "C+1"),
-    Attr("bitset_dtype", "str", "numpy name of the bitset type"),
+    Attr("bitset_dtype", "str", "numpy name of the bitset type", until=2),
     Attr("split", "str", "train or val"),
     Attr("kinds", "JSON list", "names of the kind codes"),
     Attr("strategies", "JSON list", "names of the box strategy codes"),
@@ -131,10 +178,21 @@ LABEL_SHARD = Shard("labels", "labels-<split>-NNNNN.h5", _COMMON_ATTRS + (
     Dataset("kind", ("N",), "uint8", "0 pixel, 1 box, 2 image (attrs kinds)"),
     Dataset("height", ("N",), "int32", "image height in pixels"),
     Dataset("width", ("N",), "int32", "image width in pixels"),
-    Dataset("tags", ("N",), "bitset", "classes present (image-level label)"),
+    Dataset("tags", ("N",), "bitset", "classes present (image-level label)", until=2),
+    Dataset("tag_ids", ("T",), "uint16", "classes present (image-level label) of all images, ascending per image",
+            since=3),
+    Dataset("tag_offsets", ("N+1",), "int64", "tags of image i: tag_ids[off[i]:off[i+1]]", since=3),
     Dataset("image", ("N",), "vlen uint8", "the encoded image file (JPEG/PNG bytes)"),
-    Dataset("label", ("H", "W"), "bitset", "training target: pixel and box kinds only"),
-    Dataset("truth", ("H", "W"), "bitset", "true mask, when the source has one"),
+    Dataset("label", ("H", "W"), "bitset", "training target: pixel and box kinds only", until=2),
+    Dataset("truth", ("H", "W"), "bitset", "true mask, when the source has one", until=2),
+    Dataset("label", ("H", "W"), "label", "training target (pixel and box kinds only): class ids, max = ignored, "
+                                          "C+1+k = the image's class set k", since=3),
+    Dataset("truth", ("H", "W"), "label", "true mask, when the source has one: class ids, max = void", since=3),
+    Dataset("label_sets", ("K",), "uint16", "class ids of every soft-pixel class set of the shard, set after set",
+            since=3),
+    Dataset("label_set_offsets", ("S+1",), "int64", "set j = label_sets[off[j]:off[j+1]]", since=3),
+    Dataset("label_set_first", ("N+1",), "int64", "sets of image i: rows first[i]..first[i+1]-1 (code C+1+k of "
+                                                  "its label = row first[i]+k)", since=3),
     Dataset("boxes", ("M",), "BOX_DTYPE", "every box of the shard"),
     Dataset("box_offsets", ("N+1",), "int64", "boxes of image i: boxes[off[i]:off[i+1]]"),
     Dataset("checksums", ("N",), "CHECKSUM_DTYPE", "CRC-32 per image of image, label, truth (0 when absent) and "
@@ -176,12 +234,21 @@ MANIFEST_FILE = (
 )
 
 
+def _versions(item) -> str:
+    if item.until is not None:
+        return f" (formats {item.since}-{item.until} only)" if item.since < item.until else \
+            f" (format {item.since} only)"
+    return f" (format {item.since}+)" if item.since > 1 else ""
+
+
 def render(shard: Shard) -> str:
-    """The shard's attributes and datasets as a plain-text table."""
-    rows = [(f"attrs/{a.name}", a.type, a.meaning + (f" (format {a.since}+)" if a.since > 1 else ""))
-            for a in shard.attrs]
-    rows += [(f"{d.name}/<id>" if d.is_map else d.name, f"{d.shape_text()} {d.dtype}",
-              d.meaning + (f" (format {d.since}+)" if d.since > 1 else "")) for d in shard.datasets]
+    """The shard's attributes and datasets as a plain-text table (items of older formats last)."""
+    rows = [(f"attrs/{a.name}", a.type, a.meaning + _versions(a)) for a in shard.attrs if a.until is None]
+    rows += [(f"{d.name}/<id>" if d.is_map else d.name, f"{d.shape_text()} {d.dtype}", d.meaning + _versions(d))
+             for d in shard.datasets if d.until is None]
+    rows += [(f"attrs/{a.name}", a.type, a.meaning + _versions(a)) for a in shard.attrs if a.until is not None]
+    rows += [(f"{d.name}/<id>" if d.is_map else d.name, f"{d.shape_text()} {d.dtype}", d.meaning + _versions(d))
+             for d in shard.datasets if d.until is not None]
     return _table(f"{shard.format} shard ({shard.file_name})", rows)
 
 
@@ -198,4 +265,4 @@ def render_manifest() -> str:
 
 
 if __name__ == "__main__":
-    print("\n\n".join([render(s) for s in SHARDS.values()] + [render_manifest()]))
+    print("\n\n".join([render(s) for s in SHARDS.values()] + [LABEL_ENCODING, render_manifest()]))

@@ -1,12 +1,24 @@
-"""Label bitsets and the HDF5 shards -- the contract between pipeline and train.
+"""Label encodings and the HDF5 shards -- the contract between pipeline and train.
 
-Bitsets
--------
-Every pixel label is a bitset over the C+1 classes (bit c set <=> the pixel is
-of class c).  One bit is an ordinary label, several bits a soft (multi-hot)
-label, **no bit means ignored** (VOC void 255, uncertain box regions).  The
-integer type is the narrowest that holds C+1 bits (uint8 .. uint64).  Image-level
-tags are one bitset per image in the same type.
+Class-id maps (format 3, any number of classes)
+-----------------------------------------------
+Every label and true mask is an (H, W) map of codes, uint8 -- or uint16 when its codes do not
+fit a byte -- with C+1 = ``num_classes``: ``0..C`` the pixel's one class, the type's maximum
+(255 / 65535) **ignored** (VOC void, uncertain box regions), ``C+1+k`` a soft (multi-class)
+pixel whose classes are the image's class set ``k`` (two or more, ascending; a shard stores
+the sets of all its images as one flat table).  :class:`LabelMap` holds one map with its sets;
+:func:`encode_bitsets` builds it from bitsets (a box strategy's, whose bit k may stand for any
+global class).  Image-level tags are class-id lists.  Soft pixels are rare, so a map is about a
+byte per pixel before compression, and a map without soft pixels (at most 255 classes) is
+exactly a VOC class map.  The layout is :data:`pipeline.core.schema.LABEL_ENCODING`.
+
+Bitsets (format 2, at most 64 classes; still read)
+--------------------------------------------------
+Format 2 stored every pixel label as a bitset over the C+1 classes (bit c set <=> the pixel is
+of class c; several bits soft, no bit ignored) in the narrowest unsigned type (uint8 .. uint64)
+and a tag bitset per image.  The box strategies still work in bitsets (:func:`bitset_dtype`);
+``ShardReader.label``/``truth`` return bitsets up to 64 classes (both formats) and the
+:class:`LabelMap` beyond; ``label_map``/``truth_map`` return a :class:`LabelMap` always.
 
 Label shards (``labels-<split>-NNNNN.h5``: ids, kind, size, tags, encoded image, the
 ``label/<id>`` and ``truth/<id>`` maps, boxes) and UCM shards (``ucm-NNNNN.h5``: ids and
@@ -16,9 +28,10 @@ pipeline.core.schema`` prints them).  The writers below create exactly those, in
 order, and ``mixseg verify`` checks them.
 
 Checksums (format 2+, attr ``checksum="crc32"``) are ``zlib.crc32`` of the
-decoded array's C-order little-endian bytes (:func:`map_crc32`), so they do not
-depend on the compression; ``mixseg verify`` recomputes them all, and the readers
-check the one of every image and map they hand out (a damaged shard raises
+decoded array's C-order little-endian bytes (:func:`map_crc32`; a format 3 label's also
+covers its class sets, :func:`label_crc32`), so they do not depend on the compression;
+``mixseg verify`` recomputes them all, and the readers check the one of every image and
+map they hand out (a damaged shard raises
 :class:`InputError` instead of training on it).  Format 1 shards (no checksums)
 are still read.  The ``workers`` knob is not recorded in ``params``: it never
 changes the output.
@@ -35,7 +48,8 @@ or image count); ``mixseg verify`` also checks the CRCs.  Folders without one (o
 outputs) are read as before.
 
 Maps are stored one chunk per map with deflate (gzip level 1) compression: a
-500x375 label map is ~6-8 KB and decodes in about 0.1 ms.  Datasets are written
+500x375 box-label map is ~5 KB in format 3 (~10 KB as format 2's uint32 bitsets) and decodes in
+well under a millisecond (``benchmarks/bench_encoding.py``).  Datasets are written
 without timestamps, and deflate is deterministic, so the same inputs give
 byte-identical shards.  (Format 1 used LZF, whose h5py encoder leaves its hash
 table uninitialised: the same map could compress to different bytes in
@@ -56,11 +70,11 @@ import numpy as np
 from pipeline import __version__
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import atomic_path, decode_image, read_json, write_json
-from pipeline.core.schema import (BOX_DTYPE, CHECKSUM_DTYPE, LABEL_SHARD, MANIFEST, MANIFEST_FILE, MANIFEST_NAME,
-                                  MANIFEST_VERSION, UCM_SHARD, Shard)
+from pipeline.core.schema import (BOX_DTYPE, CHECKSUM_DTYPE, LABEL_DTYPES, LABEL_SHARD, MANIFEST, MANIFEST_FILE,
+                                  MANIFEST_NAME, MANIFEST_VERSION, MAX_CLASSES, UCM_SHARD, Shard)
 
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)  # format 1: no checksums
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)  # format 1: no checksums; formats 1-2: bitset maps (<= 64 classes)
 KINDS = ("pixel", "box", "image")
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 RUN_ONLY_PARAMS = ("workers",)  # knobs that never change the output: not recorded in the shards
@@ -70,11 +84,12 @@ _MAP_OPTS = dict(compression="gzip", compression_opts=1, track_times=False)  # d
 # ----------------------------------------------------------------------------- bitsets
 
 def bitset_dtype(num_classes: int) -> np.dtype:
-    """Narrowest unsigned integer type with ``num_classes`` (C+1) bits."""
+    """Narrowest unsigned integer type with ``num_classes`` (C+1) bits (format 2 maps, the
+    box strategies' working type): at most 64 classes."""
     for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
         if num_classes <= np.dtype(dt).itemsize * 8:
             return np.dtype(dt)
-    raise ValueError(f"at most 64 classes (background included), got {num_classes}")
+    raise ValueError(f"at most 64 classes (background included) in a bitset, got {num_classes}")
 
 
 def encode_class_map(class_map: np.ndarray, num_classes: int) -> np.ndarray:
@@ -106,14 +121,237 @@ def bit_count(bitsets: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.asarray(bitsets)).astype(np.uint8)
 
 
-def bitsets_to_class_map(bitsets: np.ndarray, void: int = 255) -> np.ndarray:
-    """(H, W) bitsets -> (H, W) uint8 class map; no bit or several bits -> ``void``."""
+def bitsets_to_class_map(bitsets, void: int = 255) -> np.ndarray:
+    """(H, W) bitsets -> (H, W) uint8 class map; no bit or several bits -> ``void``.
+    A :class:`LabelMap` (what ``ShardReader.truth`` returns beyond 64 classes) gives
+    :meth:`LabelMap.class_map`."""
+    if isinstance(bitsets, LabelMap):
+        return bitsets.class_map(void)
     b = np.asarray(bitsets).astype(np.uint64)
     single = (b != 0) & ((b & (b - np.uint64(1))) == 0)
     cls = np.zeros(b.shape, np.uint8)
     nz = np.where(single, b, np.uint64(1))
     cls[...] = np.log2(nz.astype(np.float64)).astype(np.uint8)
     return np.where(single, cls, np.uint8(void))
+
+
+# ----------------------------------------------------------------------------- class-id maps (format 3)
+
+def code_dtype(num_classes: int, num_sets: int = 0) -> np.dtype:
+    """The type of a format 3 map with ``num_sets`` soft-pixel class sets: uint8 when its
+    codes 0..C+S and the ignore value (the type's maximum) fit, else uint16."""
+    for dt in LABEL_DTYPES:
+        if num_classes + num_sets <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise ValueError(f"{num_classes} classes and {num_sets} class sets do not fit a uint16 label map "
+                     f"(at most {np.iinfo(np.uint16).max} codes)")
+
+
+_POW2 = {}
+
+
+def _single_class_lut(dt: np.dtype) -> np.ndarray:
+    """For uint8/uint16 bitsets: value -> its bit's index (powers of two), 0 otherwise."""
+    lut = _POW2.get(dt)
+    if lut is None:
+        lut = np.zeros(np.iinfo(dt).max + 1, np.int64)
+        lut[1 << np.arange(dt.itemsize * 8)] = np.arange(dt.itemsize * 8)
+        _POW2[dt] = lut
+    return lut
+
+
+class LabelMap:
+    """A format 3 label: per pixel a code, plus the image's table of soft-pixel class sets.
+
+    ``codes`` (H, W) uint8 or uint16: ``0..C`` one class (C+1 = ``num_classes``), the
+    type's maximum (255 / 65535, :attr:`ignore`) no class (ignored, void), ``C+1+k``
+    the class set ``k`` of the table: class ids ``sets[offsets[k]:offsets[k+1]]``
+    (ascending, two or more).  Codes between ``C+1+S`` and the ignore value do not occur.
+    """
+
+    __slots__ = ("codes", "sets", "offsets", "num_classes")
+
+    def __init__(self, codes, num_classes: int, sets=None, offsets=None):
+        self.codes = np.asarray(codes)
+        if self.codes.dtype not in LABEL_DTYPES:
+            raise ValueError(f"label codes must be uint8 or uint16, got {self.codes.dtype}")
+        self.num_classes = int(num_classes)
+        self.sets = np.zeros(0, np.int64) if sets is None else np.asarray(sets, np.int64).reshape(-1)
+        self.offsets = np.zeros(1, np.int64) if offsets is None else np.asarray(offsets, np.int64).reshape(-1)
+
+    @classmethod
+    def from_class_map(cls, class_map, num_classes: int) -> "LabelMap":
+        """(H, W) class indices, values >= ``num_classes`` (e.g. 255) void -> a map without sets."""
+        cm = np.asarray(class_map)
+        dt = code_dtype(num_classes)
+        codes = np.where(cm < num_classes, cm, np.iinfo(dt).max).astype(dt)
+        return cls(codes, num_classes)
+
+    @property
+    def ignore(self) -> int:
+        return int(np.iinfo(self.codes.dtype).max)
+
+    @property
+    def shape(self) -> tuple:
+        return self.codes.shape
+
+    @property
+    def num_sets(self) -> int:
+        return len(self.offsets) - 1
+
+    def class_set(self, k: int) -> np.ndarray:
+        """Class ids of set ``k`` (code ``C+1+k``)."""
+        return self.sets[self.offsets[k]:self.offsets[k + 1]]
+
+    def _lut(self, values_single, values_sets, value_ignore, dtype) -> np.ndarray:
+        """A table over every code of the map's type: classes, sets, ignore (and unused codes)."""
+        lut = np.full(self.ignore + 1, value_ignore, dtype)
+        lut[:self.num_classes] = values_single
+        if self.num_sets:
+            lut[self.num_classes:self.num_classes + self.num_sets] = values_sets
+        return lut
+
+    def set_bitsets(self) -> np.ndarray:
+        """(S,) uint64 bitsets of the sets (classes < 64 only)."""
+        if not self.num_sets:
+            return np.zeros(0, np.uint64)
+        # every set has two or more distinct classes: the sum of their bits is their or
+        return np.add.reduceat(np.uint64(1) << self.sets.astype(np.uint64), self.offsets[:-1])
+
+    def to_bitsets(self, dtype=None) -> np.ndarray:
+        """(H, W) bitsets (format 2's encoding), 0 = ignored: at most 64 classes."""
+        dt = np.dtype(dtype) if dtype is not None else bitset_dtype(self.num_classes)
+        lut = np.zeros(self.ignore + 1, dt)
+        lut[:self.num_classes] = np.left_shift(np.ones(self.num_classes, dt), np.arange(self.num_classes, dtype=dt))
+        if self.num_sets:
+            lut[self.num_classes:self.num_classes + self.num_sets] = self.set_bitsets()
+        return np.take(lut, self.codes)
+
+    def counts(self) -> np.ndarray:
+        """(H, W) uint16 |s_i|: 1 for one class, the set size for a soft pixel, 0 ignored."""
+        return self._lut(1, np.diff(self.offsets), 0, np.uint16)[self.codes]
+
+    def class_map(self, void: int = 255) -> np.ndarray:
+        """(H, W) class ids; ignored and soft (several classes) pixels -> ``void``.  uint8
+        when the classes and ``void`` fit, else uint16."""
+        dt = np.uint8 if max(self.num_classes - 1, void) <= 255 else np.uint16
+        return self._lut(np.arange(self.num_classes), void, void, dt)[self.codes]
+
+    def pixel_classes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (pixel, class) membership of the map: flat pixel index, class id and the
+        weight 1/|s_i|, single-class pixels first (raster order), then the soft ones
+        (raster order, classes ascending)."""
+        flat = self.codes.reshape(-1)
+        single = np.flatnonzero(flat < self.num_classes)
+        soft = np.flatnonzero((flat >= self.num_classes) & (flat != self.ignore))
+        k = flat[soft].astype(np.int64) - self.num_classes
+        lens = np.diff(self.offsets)[k]
+        pix = np.repeat(soft, lens)
+        starts = np.repeat(self.offsets[k], lens)
+        within = np.arange(len(pix)) - np.repeat(np.cumsum(lens) - lens, lens)
+        cls = self.sets[starts + within]
+        return (np.concatenate([single, pix]), np.concatenate([flat[single].astype(np.int64), cls]),
+                np.concatenate([np.ones(len(single)), 1.0 / np.repeat(lens, lens)]))
+
+    def one_hot(self) -> np.ndarray:
+        """(H, W, C+1) bool, entry c True <=> class c in the pixel's set (small maps only)."""
+        out = np.zeros((self.codes.size, self.num_classes), bool)
+        pix, cls, _ = self.pixel_classes()
+        out[pix, cls] = True
+        return out.reshape(self.codes.shape + (self.num_classes,))
+
+    def present(self) -> np.ndarray:
+        """(C+1,) bool: the classes some pixel has (alone or in a set)."""
+        out = np.zeros(self.num_classes, bool)
+        u = np.unique(self.codes)
+        out[u[u < self.num_classes].astype(np.int64)] = True
+        ks = u[(u >= self.num_classes) & (u != self.ignore)].astype(np.int64) - self.num_classes
+        for k in ks:
+            out[self.class_set(k)] = True
+        return out
+
+    def problem(self) -> str | None:
+        """What makes this map invalid (codes beyond the table, bad sets), or None."""
+        if self.offsets[0] != 0 or np.any(np.diff(self.offsets) < 2) or self.offsets[-1] != len(self.sets):
+            return "class set offsets inconsistent (every set must have two or more classes)"
+        if len(self.sets) and (self.sets.min() < 0 or self.sets.max() >= self.num_classes):
+            return f"a class set holds a class outside 0..{self.num_classes - 1}"
+        for k in range(self.num_sets):
+            if np.any(np.diff(self.class_set(k)) <= 0):
+                return f"class set {k} is not ascending and unique"
+        top = self.num_classes + self.num_sets
+        if top > self.ignore:
+            return f"{self.num_classes} classes and {self.num_sets} sets need more codes than {self.codes.dtype}"
+        bad = int(np.count_nonzero((self.codes >= top) & (self.codes != self.ignore))) if self.codes.size else 0
+        if bad:
+            return f"{bad} pixels have a code at or above {top} (num_classes + sets) that is not the ignore value"
+        return None
+
+    def __eq__(self, other):
+        if not isinstance(other, LabelMap):
+            return NotImplemented
+        return (self.num_classes == other.num_classes and self.codes.dtype == other.codes.dtype
+                and np.array_equal(self.codes, other.codes) and np.array_equal(self.sets, other.sets)
+                and np.array_equal(self.offsets, other.offsets))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (f"LabelMap({self.codes.shape[0]}x{self.codes.shape[1]} {self.codes.dtype}, "
+                f"{self.num_classes} classes, {self.num_sets} sets)")
+
+
+def encode_bitsets(bitsets, num_classes: int, classes_of_bits=None) -> LabelMap:
+    """(H, W) bitsets -> :class:`LabelMap`.  Bit ``k`` means class ``classes_of_bits[k]``
+    (default: class ``k``), so a box strategy's bitsets over an image's own few classes
+    map to the global ids.  No bit -> ignored; one bit -> that class; several -> a set,
+    the sets numbered in ascending order of their bitset value (deterministic)."""
+    b = np.asarray(bitsets)
+    if b.dtype.kind != "u":
+        raise ValueError(f"bitsets must be unsigned integers, got {b.dtype}")
+    nbits = b.dtype.itemsize * 8
+    if classes_of_bits is None:
+        mapping = np.arange(nbits, dtype=np.int64)
+        width = num_classes
+    else:
+        mapping = np.asarray(classes_of_bits, np.int64).reshape(-1)
+        width = len(mapping)
+        if width and (mapping.min() < 0 or mapping.max() >= num_classes):
+            raise ValueError(f"classes_of_bits must be class ids in 0..{num_classes - 1}")
+    if width < nbits and b.size and np.any(b >> b.dtype.type(width)):
+        raise ValueError(f"bits set at or above num_classes ({width})" if classes_of_bits is None
+                         else f"bitsets have a bit beyond the {width} classes given")
+    if b.dtype.itemsize <= 2:
+        bit = _single_class_lut(b.dtype)[b]
+    else:
+        bit = np.log2(np.where(b != 0, b, 1).astype(np.float64)).astype(np.int64)
+    multi = (b & (b - b.dtype.type(1))) != 0
+    uniq, inv = np.unique(b[multi], return_inverse=True) if multi.any() else (b[:0], None)
+    dt = code_dtype(num_classes, len(uniq))
+    ignore = np.iinfo(dt).max
+    codes = (bit if classes_of_bits is None else mapping[np.minimum(bit, max(width - 1, 0))]).astype(dt)
+    codes[b == 0] = ignore
+    sets, offsets = np.zeros(0, np.int64), np.zeros(1, np.int64)
+    if len(uniq):
+        codes[multi] = (num_classes + inv).astype(dt)
+        u = uniq.astype(np.uint64)
+        member = ((u[:, None] >> np.arange(nbits, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+        rows, cols = np.nonzero(member)
+        glob = mapping[cols]
+        order = np.lexsort((glob, rows))   # by set, classes ascending
+        sets = glob[order]
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(uniq)))])
+    return LabelMap(codes, num_classes, sets, offsets)
+
+
+def label_crc32(lm: LabelMap) -> int:
+    """CRC-32 of a format 3 label: its codes (:func:`map_crc32`), then its sets' sizes
+    (``<i8``) and class ids (``<u2``)."""
+    crc = map_crc32(lm.codes)
+    if lm.num_sets:
+        crc = zlib.crc32(np.diff(lm.offsets).astype("<i8").tobytes(), crc)
+        crc = zlib.crc32(lm.sets.astype("<u2").tobytes(), crc)
+    return crc & 0xFFFFFFFF
 
 
 # ----------------------------------------------------------------------------- writing
@@ -126,7 +364,8 @@ def map_crc32(arr) -> int:
 
 
 def meta_crc32(image_id: str, kind: int, height: int, width: int, tags, boxes) -> int:
-    """CRC-32 of one image's small fields: id, kind code, size, tag bitset and its boxes."""
+    """CRC-32 of one image's small fields: id, kind code, size, tags (format 3: the ascending
+    class ids; formats 1-2: the tag bitset) and its boxes."""
     c = zlib.crc32(str(image_id).encode())
     c = zlib.crc32(np.array([kind, height, width], "<i8").tobytes(), c)
     c = zlib.crc32(np.array(tags, "<u8").tobytes(), c)
@@ -170,7 +409,10 @@ def _fill_maps(groups: dict, maps: list[dict]) -> None:
         for name, g in groups.items():
             if name in per_image:
                 image_id, m = per_image[name]
-                g.create_dataset(image_id, data=m, chunks=m.shape, **_MAP_OPTS)
+                # flushed now: the chunk's file space is allocated in writing order, not when the
+                # dataset object happens to be freed (that order varied across processes under load,
+                # giving shards of equal content but different bytes)
+                g.create_dataset(image_id, data=m, chunks=m.shape, **_MAP_OPTS).flush()
 
 
 def write_ucm_shard(path, ids, ucm2s, params: dict | None = None) -> None:
@@ -187,20 +429,32 @@ def write_ucm_shard(path, ids, ucm2s, params: dict | None = None) -> None:
     columns = {"ids": ids, "crc32": [map_crc32(m["ucm2"][1]) for m in maps]}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", track_order=False) as f:
-            _write_shard(f, UCM_SHARD, _common_attrs("ucm", params), columns, maps)
+            _write_shard(f, UCM_SHARD.of_version(FORMAT_VERSION), _common_attrs("ucm", params), columns, maps)
 
 
-def write_label_shard(path, records: list[dict], classes: list[str], split: str,
-                      params: dict | None = None, strategies=("ucm", "raw_box"), background: bool = True) -> None:
-    """Write one label shard atomically.
+def as_label_map(m, num_classes: int, what: str) -> LabelMap:
+    """A record's label or truth -- (H, W) bitsets of ``bitset_dtype(num_classes)`` (at most 64
+    classes) or a :class:`LabelMap` -- as a checked :class:`LabelMap`; ValueError naming ``what``."""
+    if isinstance(m, LabelMap):
+        if m.num_classes != num_classes:
+            raise ValueError(f"{what}: a LabelMap of {m.num_classes} classes, the shard has {num_classes}")
+        reason = m.problem()
+        if reason:
+            raise ValueError(f"{what}: {reason}")
+        return m
+    m = np.asarray(m)
+    if num_classes > 64 or m.dtype != bitset_dtype(num_classes):
+        raise ValueError(f"{what}: dtype {m.dtype}, expected a LabelMap" +
+                         ("" if num_classes > 64 else f" or {bitset_dtype(num_classes)} bitsets"))
+    return encode_bitsets(m, num_classes)
 
-    ``records`` (sorted by id) are dicts with ``id``, ``kind`` (pixel/box/image),
-    ``height``, ``width``, ``tags`` (class indices), ``image_bytes`` (bytes),
-    optional ``label`` and ``truth`` ((H, W) bitsets) and ``boxes`` (array of
-    BOX_DTYPE).
-    """
+
+def _write_label_shard_v2(path, records, classes, split, params, strategies, background) -> None:
+    """Format 2 (bitset maps, one tag bitset per image; at most 64 classes): what mixseg wrote
+    before format 3, kept for tests and the encoding benchmark."""
     num_classes = len(classes)
     dt = bitset_dtype(num_classes)
+    shard = LABEL_SHARD.of_version(2)
     n = len(records)
     high = dt.type(((1 << (dt.itemsize * 8)) - 1) & ~((1 << num_classes) - 1))  # bits no class may use
     tags = np.array([encode_tags(r["tags"], num_classes) for r in records], dt)
@@ -209,10 +463,10 @@ def write_label_shard(path, records: list[dict], classes: list[str], split: str,
     for k, r in enumerate(records):
         sums[k]["image"] = zlib.crc32(r["image_bytes"]) & 0xFFFFFFFF
         maps.append({})
-        for ds in LABEL_SHARD.maps:
+        for ds in shard.maps:
             m = r.get(ds.name)
             if m is not None:
-                m = np.asarray(m)
+                m = m.to_bitsets(dt) if isinstance(m, LabelMap) else np.asarray(m)
                 if not ds.shape_ok(m.shape, h=r["height"], w=r["width"]) or m.dtype != dt:
                     raise ValueError(f"{ds.name} of {r['id']}: shape {m.shape} dtype {m.dtype}, "
                                      f"expected {(r['height'], r['width'])} {dt}")
@@ -230,12 +484,84 @@ def write_label_shard(path, records: list[dict], classes: list[str], split: str,
                "image": [r["image_bytes"] for r in records],
                "boxes": np.concatenate(boxes) if boxes else np.zeros(0, BOX_DTYPE), "box_offsets": offsets,
                "checksums": sums}
-    attrs = {**_common_attrs("labels", params), "classes": json.dumps(list(classes)), "num_classes": num_classes,
-             "bitset_dtype": dt.name, "split": split, "kinds": json.dumps(list(KINDS)),
+    attrs = {**_common_attrs("labels", params), "format_version": 2, "classes": json.dumps(list(classes)),
+             "num_classes": num_classes, "bitset_dtype": dt.name, "split": split, "kinds": json.dumps(list(KINDS)),
              "strategies": json.dumps(list(strategies)), "background": int(bool(background))}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            _write_shard(f, LABEL_SHARD, attrs, columns, maps, dt)
+            _write_shard(f, shard, attrs, columns, maps, dt)
+
+
+def write_label_shard(path, records: list[dict], classes: list[str], split: str,
+                      params: dict | None = None, strategies=("ucm", "raw_box"), background: bool = True,
+                      version: int = FORMAT_VERSION) -> None:
+    """Write one label shard (format 3) atomically.
+
+    ``records`` (sorted by id) are dicts with ``id``, ``kind`` (pixel/box/image),
+    ``height``, ``width``, ``tags`` (class indices), ``image_bytes`` (bytes),
+    optional ``label`` and ``truth`` ((H, W) bitsets of ``bitset_dtype(len(classes))``, at
+    most 64 classes, or :class:`LabelMap`; a truth has one class per pixel) and ``boxes``
+    (array of BOX_DTYPE).  ``version=2`` writes the former bitset format (at most 64 classes;
+    for tests and the encoding benchmark).
+    """
+    if version == 2:
+        return _write_label_shard_v2(path, records, classes, split, params, strategies, background)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"label shards are written in format 2 or {FORMAT_VERSION}, not {version}")
+    num_classes = len(classes)
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise ValueError(f"{num_classes} classes: a label shard holds 1..{MAX_CLASSES}")
+    shard = LABEL_SHARD.of_version(FORMAT_VERSION)
+    n = len(records)
+    tag_ids, tag_offsets = [], [0]
+    boxes, offsets, maps = [], [0], []
+    sets, set_offsets, set_first = [], [0], [0]
+    sums = np.zeros(n, CHECKSUM_DTYPE)
+    for k, r in enumerate(records):
+        tags = np.unique(np.asarray(list(r["tags"]), np.int64))
+        if len(tags) and (tags[0] < 0 or tags[-1] >= num_classes):
+            raise ValueError(f"tags of {r['id']}: class index outside 0..{num_classes - 1}")
+        tag_ids.append(tags)
+        tag_offsets.append(tag_offsets[-1] + len(tags))
+        sums[k]["image"] = zlib.crc32(r["image_bytes"]) & 0xFFFFFFFF
+        maps.append({})
+        for ds in shard.maps:
+            m = r.get(ds.name)
+            if m is None:
+                continue
+            lm = as_label_map(m, num_classes, f"{ds.name} of {r['id']}")
+            if not ds.shape_ok(lm.shape, h=r["height"], w=r["width"]):
+                raise ValueError(f"{ds.name} of {r['id']}: shape {lm.shape}, expected {(r['height'], r['width'])}")
+            if ds.name == "truth" and lm.num_sets:
+                raise ValueError(f"truth of {r['id']}: a true mask has one class per pixel, "
+                                 f"{int((lm.counts() > 1).sum())} pixels have several")
+            if ds.name == "label":
+                sets.append(lm.sets)
+                set_offsets.extend((set_offsets[-1] + lm.offsets[1:]).tolist())
+                sums[k][ds.name] = label_crc32(lm)
+            else:
+                sums[k][ds.name] = map_crc32(lm.codes)
+            maps[k][ds.name] = (r["id"], lm.codes)
+        set_first.append(len(set_offsets) - 1)
+        b = r.get("boxes")
+        b = np.zeros(0, BOX_DTYPE) if b is None else np.asarray(b, BOX_DTYPE)
+        boxes.append(b)
+        offsets.append(offsets[-1] + len(b))
+        sums[k]["meta"] = meta_crc32(r["id"], KIND_CODE[r["kind"]], r["height"], r["width"], tags, b)
+    columns = {"ids": [r["id"] for r in records], "kind": [KIND_CODE[r["kind"]] for r in records],
+               "height": [r["height"] for r in records], "width": [r["width"] for r in records],
+               "tag_ids": np.concatenate(tag_ids) if tag_ids else np.zeros(0, np.int64), "tag_offsets": tag_offsets,
+               "image": [r["image_bytes"] for r in records],
+               "label_sets": np.concatenate(sets) if sets else np.zeros(0, np.int64),
+               "label_set_offsets": set_offsets, "label_set_first": set_first,
+               "boxes": np.concatenate(boxes) if boxes else np.zeros(0, BOX_DTYPE), "box_offsets": offsets,
+               "checksums": sums}
+    attrs = {**_common_attrs("labels", params), "classes": json.dumps(list(classes)), "num_classes": num_classes,
+             "split": split, "kinds": json.dumps(list(KINDS)),
+             "strategies": json.dumps(list(strategies)), "background": int(bool(background))}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            _write_shard(f, shard, attrs, columns, maps)
 
 
 # ----------------------------------------------------------------------------- folder manifest
@@ -524,13 +850,18 @@ class ShardReader:
         f0 = self._shards.file(0)
         self.classes: list[str] = json.loads(f0.attrs["classes"])
         self.num_classes = int(f0.attrs["num_classes"])
-        self.bitset_dtype = np.dtype(f0.attrs["bitset_dtype"])
+        # the bitset type label() and truth() return (None beyond 64 classes: they return LabelMaps)
+        self.bitset_dtype = bitset_dtype(self.num_classes) if self.num_classes <= 64 else None
         self.params = json.loads(f0.attrs["params"])
         # False: class 0 is a placeholder no pixel has (absent in shards written before it existed: True)
         self.background = bool(f0.attrs.get("background", 1))
-        for k in range(1, len(self._shards.paths)):
-            if json.loads(self._shards.file(k).attrs["classes"]) != self.classes:
+        self._version = []
+        for k in range(len(self._shards.paths)):
+            f = self._shards.file(k)
+            if k and json.loads(f.attrs["classes"]) != self.classes:
                 raise InputError(self._shards.paths[k], "class list differs from the other shards")
+            self._version.append(int(f.attrs["format_version"]))
+        self.format_versions = sorted(set(self._version))
         self._where = _read_ids(self._shards)
         self.ids = sorted(self._where)
         self._kind = {}
@@ -573,25 +904,97 @@ class ShardReader:
         k, _ = self._loc(image_id)
         return decode_image(self.image_bytes(image_id), f"{self._shards.paths[k]}:{image_id}")
 
-    def _map(self, group: str, image_id):
+    def _set_table(self, k: int):
+        """Shard k's (label_sets, label_set_offsets, label_set_first), read once (format 3)."""
+        key = (k, "#sets")
+        t = self._shards._cache.get(key)
+        if t is None:
+            try:
+                t = tuple(self._shards.dataset(k, n)[:].astype(np.int64)
+                          for n in ("label_sets", "label_set_offsets", "label_set_first"))
+            except OSError as e:
+                raise InputError(self._shards.paths[k], f"corrupt data in the class set table ({e})") from None
+            self._shards._cache[key] = t
+        return t
+
+    def _label_map(self, group: str, image_id) -> LabelMap | None:
         k, row = self._loc(image_id)
         m = self._shards.read_map(k, f"{group}/{image_id}")
-        if m is not None and self.checksums:
-            self._shards.check(k, row, group, f"{group}/{image_id}", map_crc32(m))
-        return m
+        if m is None:
+            return None
+        where = f"{group}/{image_id}"
+        if self._version[k] < 3:
+            if self.checksums:
+                self._shards.check(k, row, group, where, map_crc32(m))
+            try:
+                return encode_bitsets(m, self.num_classes)
+            except ValueError as e:
+                raise InputError(self._shards.paths[k], f"{where}: {e}") from None
+        if m.dtype not in LABEL_DTYPES:
+            raise InputError(self._shards.paths[k], f"{where}: dtype {m.dtype}, expected uint8 or uint16")
+        lm = LabelMap(m, self.num_classes)
+        if group == "label":
+            sets, offsets, first = self._set_table(k)
+            a, b = int(first[row]), int(first[row + 1])
+            off = offsets[a:b + 1]
+            lm = LabelMap(m, self.num_classes, sets[off[0]:off[-1]], off - off[0])
+            if self.checksums:
+                self._shards.check(k, row, group, where, label_crc32(lm))
+        elif self.checksums:
+            self._shards.check(k, row, group, where, map_crc32(m))
+        return lm
 
-    def label(self, image_id) -> np.ndarray | None:
-        """(H, W) bitsets: the training target (None for image-level kind)."""
-        return self._map("label", image_id)
+    def _bitsets(self, group: str, image_id) -> np.ndarray | LabelMap | None:
+        k, row = self._loc(image_id)
+        if self._version[k] < 3:   # stored as bitsets: as they are
+            m = self._shards.read_map(k, f"{group}/{image_id}")
+            if m is not None and self.checksums:
+                self._shards.check(k, row, group, f"{group}/{image_id}", map_crc32(m))
+            return m
+        lm = self._label_map(group, image_id)
+        if lm is None or self.num_classes > 64:
+            return lm
+        return lm.to_bitsets(self.bitset_dtype)
 
-    def truth(self, image_id) -> np.ndarray | None:
-        """(H, W) bitsets of the true mask (None when the source has none)."""
-        return self._map("truth", image_id)
+    def label_map(self, image_id) -> LabelMap | None:
+        """The training target as a :class:`LabelMap` (any class count, any format; None for
+        the image-level kind)."""
+        return self._label_map("label", image_id)
+
+    def truth_map(self, image_id) -> LabelMap | None:
+        """The true mask as a :class:`LabelMap` (None when the source has none)."""
+        return self._label_map("truth", image_id)
+
+    def class_map(self, image_id, void: int = 255) -> np.ndarray | None:
+        """The true mask as (H, W) class ids, ``void`` where it has none (None without one)."""
+        lm = self.truth_map(image_id)
+        return None if lm is None else lm.class_map(void)
+
+    def label(self, image_id) -> np.ndarray | LabelMap | None:
+        """(H, W) bitsets of ``bitset_dtype``: the training target (None for image-level kind).
+        Beyond 64 classes, where no bitset holds a pixel's classes, the :class:`LabelMap`
+        (:meth:`label_map`)."""
+        return self._bitsets("label", image_id)
+
+    def truth(self, image_id) -> np.ndarray | LabelMap | None:
+        """(H, W) bitsets of the true mask (None when the source has none); beyond 64 classes
+        the :class:`LabelMap` (:meth:`truth_map`; ``bitsets_to_class_map`` takes both)."""
+        return self._bitsets("truth", image_id)
+
+    def tag_ids(self, image_id) -> np.ndarray:
+        """(T,) int64 ascending: the classes present (image-level label)."""
+        k, row = self._loc(image_id)
+        if self._version[k] < 3:
+            return np.flatnonzero(decode_bitsets(self._shards.dataset(k, "tags")[row], self.num_classes))
+        off = self._shards.dataset(k, "tag_offsets")[row:row + 2]
+        return self._shards.dataset(k, "tag_ids")[off[0]:off[1]].astype(np.int64)
 
     def tags(self, image_id) -> np.ndarray:
         """(C+1,) bool: classes present (image-level label)."""
-        k, row = self._loc(image_id)
-        return decode_bitsets(self._shards.dataset(k, "tags")[row], self.num_classes)
+        out = np.zeros(self.num_classes, bool)
+        ids = self.tag_ids(image_id)
+        out[ids[ids < self.num_classes]] = True
+        return out
 
     def boxes(self, image_id) -> np.ndarray:
         """The image's boxes, a structured array of BOX_DTYPE."""

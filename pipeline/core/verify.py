@@ -8,9 +8,12 @@ Checks, for every shard file given (or every ``*.h5`` in a folder given):
   (2H+1, 2W+1), ``box_offsets`` is a consistent (N+1,) index into ``boxes``, ids
   are sorted and unique (also across the shards of a folder), every map belongs
   to a listed id and every listed id has the maps its kind needs;
-* **class count** -- no label, truth or tag bitset has a bit at or above
-  ``num_classes``, the bitset dtype is the one ``num_classes`` calls for, box
-  classes are in 1..C;
+* **class count** -- format 3: every map code is a class (0..C), the ignore value (the
+  map type's maximum) or one of the image's class sets (label maps only; true masks have
+  none), every class set and tag holds classes 0..C (sets: two or more, ascending), the
+  set and tag tables' offsets are consistent; formats 1-2: no label, truth or tag bitset
+  has a bit at or above ``num_classes`` and the bitset dtype is the one ``num_classes``
+  calls for; box classes are in 1..C;
 * **content** -- the CRC-32 checksums recorded at write time (format 2) match the
   stored image bytes, maps and per-image fields, and each stored image decodes to
   its recorded size.  Format 1 shards have no checksums: a note says so;
@@ -35,9 +38,9 @@ import numpy as np
 
 from pipeline.core.errors import InputError
 from pipeline.core.fileio import decode_image
-from pipeline.core.schema import JSON_TYPES, MANIFEST_NAME, SHARDS, Dataset, Shard
-from pipeline.core.shards import (KINDS, READ_VERSIONS, bitset_dtype, decode_ids, manifest_problems, map_crc32,
-                                  meta_crc32, read_manifest)
+from pipeline.core.schema import JSON_TYPES, MANIFEST_NAME, MAX_CLASSES, SHARDS, Dataset, Shard
+from pipeline.core.shards import (KINDS, READ_VERSIONS, LabelMap, bitset_dtype, decode_ids, label_crc32,
+                                  manifest_problems, map_crc32, meta_crc32, read_manifest)
 
 FORMATS = ("labels", "ucm")
 NO_STRATEGY = 255
@@ -204,7 +207,7 @@ def _attrs(c: _Checker, f, shard: Shard, version: int) -> dict:
     """Every attribute ``shard`` declares for this format version: present, the JSON ones
     valid and of their type.  Returns {name: value, None when unusable}."""
     return {a.name: c.json_attr(f, a.name, JSON_TYPES[a.type]) if a.type in JSON_TYPES else c.attr(f, a.name)
-            for a in shard.attrs if a.since <= version}
+            for a in shard.attrs if a.in_version(version)}
 
 
 def _datasets(c: _Checker, f, shard: Shard, version: int, n: int, bitset=None) -> dict:
@@ -213,23 +216,24 @@ def _datasets(c: _Checker, f, shard: Shard, version: int, n: int, bitset=None) -
     {name: values, map group, or None when unusable}; the image bytes: the h5py dataset,
     read image by image."""
     out = {ds.name: c.group(f, ds.name) if ds.is_map else c.dataset(f, ds, n, bitset, read=ds.dtype != "vlen uint8")
-           for ds in shard.datasets if ds.name != "ids" and ds.since <= version}
+           for ds in shard.datasets if ds.name != "ids" and ds.in_version(version)}
     _crc_note(c, version)
     return out
 
 
-def _label_attrs(c: _Checker, attrs: dict) -> tuple:
-    """The label shard's class count, bitset dtype and kind list are consistent; returns
-    (num_classes, bitset dtype), each None when unusable."""
+def _label_attrs(c: _Checker, attrs: dict, version: int) -> tuple:
+    """The label shard's class count, bitset dtype (formats 1-2) and kind list are consistent;
+    returns (num_classes, bitset dtype), each None when unusable (the dtype always in format 3)."""
     classes, num_classes, dt = attrs["classes"], attrs["num_classes"], None
+    top = 64 if version < 3 else MAX_CLASSES
     if num_classes is not None:
         num_classes = int(num_classes)
-        if not 2 <= num_classes <= 64:
-            c.bad("attrs/num_classes", f"{num_classes} is outside 2..64")
+        if not 2 <= num_classes <= top:
+            c.bad("attrs/num_classes", f"{num_classes} is outside 2..{top}")
             num_classes = None
         elif classes is not None and len(classes) != num_classes:
             c.bad("attrs/num_classes", f"{num_classes} but attrs/classes lists {len(classes)} names")
-    if num_classes is not None:
+    if num_classes is not None and version < 3:
         dt = bitset_dtype(num_classes)
         stored = attrs["bitset_dtype"]
         if stored is not None and stored != dt.name:
@@ -245,17 +249,74 @@ def _label_attrs(c: _Checker, attrs: dict) -> tuple:
     return num_classes, dt
 
 
+def _offsets_ok(c: _Checker, name: str, offsets, total: int, what: str) -> bool:
+    """``offsets`` rise from 0 to ``total`` (the length of ``what``); a problem otherwise."""
+    if offsets is None:
+        return False
+    if offsets[0] != 0 or offsets[-1] != total or np.any(np.diff(offsets) < 0):
+        c.bad(name, f"inconsistent: must rise from 0 to {total} (len({what})), got {offsets[0]}..{offsets[-1]}"
+                    + (", decreasing" if np.any(np.diff(offsets) < 0) else ""))
+        return False
+    return True
+
+
+def _class_tables(c: _Checker, values: dict, num_classes):
+    """Format 3's tag and class-set tables: consistent offsets, classes in 0..C, sets of two
+    or more ascending classes.  Returns (tag ids, tag offsets, sets, set offsets, first), None each
+    when unusable."""
+    tag_ids, tag_off = values["tag_ids"], values["tag_offsets"]
+    sets, set_off, first = values["label_sets"], values["label_set_offsets"], values["label_set_first"]
+    if tag_ids is None or not _offsets_ok(c, "tag_offsets", tag_off, len(tag_ids), "tag_ids"):
+        tag_ids = tag_off = None
+    if sets is None or not _offsets_ok(c, "label_set_offsets", set_off, len(sets), "label_sets"):
+        sets = set_off = None
+    if set_off is None or not _offsets_ok(c, "label_set_first", first, len(set_off) - 1, "label_set_offsets) - 1"):
+        first = None
+    if num_classes is not None:
+        for name, arr in (("tag_ids", tag_ids), ("label_sets", sets)):
+            if arr is not None and len(arr) and int(arr.max()) >= num_classes:
+                c.bad(name, f"{int(np.count_nonzero(arr >= num_classes))} class ids at or above num_classes "
+                            f"({num_classes})")
+    if sets is not None:
+        lens = np.diff(set_off)
+        if np.any(lens < 2):
+            c.bad("label_set_offsets", f"{int(np.count_nonzero(lens < 2))} class sets with fewer than two classes")
+        step = np.diff(sets.astype(np.int64))
+        inner = np.ones(len(step), bool)
+        inner[(set_off[1:-1] - 1)[(set_off[1:-1] > 0) & (set_off[1:-1] <= len(step))]] = False  # set boundaries
+        if np.any((step <= 0) & inner):
+            c.bad("label_sets", "a class set is not ascending and unique")
+    return tag_ids, tag_off, sets, set_off, first
+
+
+def _check_codes(c: _Checker, where: str, m, num_classes: int, lm_sets: int | None) -> None:
+    """A format 3 map's codes: classes, the ignore value, or (label maps) one of the image's
+    ``lm_sets`` class sets (None: a true mask, which has none); problems reported."""
+    ignore = np.iinfo(m.dtype).max
+    top = num_classes + (lm_sets or 0)
+    if top > ignore:
+        c.bad(where, f"{num_classes} classes and {lm_sets} class sets do not fit a {m.dtype} map")
+        return
+    nb = int(np.count_nonzero((m >= top) & (m != ignore))) if m.size else 0
+    if nb:
+        c.bad(where, f"{nb} pixels have a code at or above {top} that is not the ignore value {ignore} "
+                     + ("(a true mask has no class sets)" if lm_sets is None else f"({lm_sets} class sets)"))
+
+
 def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str] | None:
-    shard = SHARDS["labels"]
+    shard = SHARDS["labels"].of_version(version)
     attrs = _attrs(c, f, shard, version)
-    num_classes, dt = _label_attrs(c, attrs)
+    num_classes, dt = _label_attrs(c, attrs, version)
     ids = c.ids(f, shard)
     if ids is None:
         return None
     n = len(ids)
     values = _datasets(c, f, shard, version, n, dt)
     kind, height, width, tags, image_ds, boxes, offsets = (
-        values[k] for k in ("kind", "height", "width", "tags", "image", "boxes", "box_offsets"))
+        values.get(k) for k in ("kind", "height", "width", "tags", "image", "boxes", "box_offsets"))
+    tag_ids = tag_off = sets = set_off = first = None
+    if version >= 3:
+        tag_ids, tag_off, sets, set_off, first = _class_tables(c, values, num_classes)
     sums = values.get("checksums")
     if offsets is not None and boxes is not None:
         if offsets[0] != 0 or offsets[-1] != len(boxes) or np.any(np.diff(offsets) < 0):
@@ -281,6 +342,18 @@ def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str] | No
             h = w = None
         if tags is not None and _bits_beyond(tags[k:k + 1], num_classes):
             c.bad(i, f"tags {int(tags[k]):#x} have a bit at or above num_classes ({num_classes})")
+        my_tags = tags[k] if tags is not None else None
+        if version >= 3:
+            my_tags = None
+            if tag_off is not None:
+                my_tags = tag_ids[tag_off[k]:tag_off[k + 1]].astype(np.int64)
+                if np.any(np.diff(my_tags) <= 0):
+                    c.bad(i, "tags are not ascending and unique")
+        my_sets = None
+        if version >= 3 and first is not None:
+            a, b = int(first[k]), int(first[k + 1])
+            off = set_off[a:b + 1]
+            my_sets = (sets[off[0]:off[-1]], off - off[0])
         # image bytes
         data = None
         if image_ds is not None:
@@ -320,6 +393,17 @@ def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str] | No
             if m is None:
                 continue
             c.matches(where, m, ds, dt, h=h, w=w)
+            if version >= 3:
+                if num_classes is None or m.dtype.kind != "u" or m.dtype.itemsize > 2:
+                    continue
+                if gname == "label" and my_sets is None:   # the set table is unusable (reported)
+                    continue
+                _check_codes(c, where, m, num_classes, len(my_sets[1]) - 1 if gname == "label" else None)
+                if sums is not None:
+                    crc = (label_crc32(LabelMap(m, num_classes, *my_sets)) if gname == "label" else map_crc32(m))
+                    if crc != int(sums[k][gname]):
+                        c.bad(where, f"checksum mismatch (stored {int(sums[k][gname]):08x}, computed {crc:08x})")
+                continue
             if num_classes is not None and np.issubdtype(m.dtype, np.unsignedinteger):
                 nb = _bits_beyond(m, num_classes)
                 if nb:
@@ -350,8 +434,8 @@ def _verify_labels(c: _Checker, f, version: int, decode: bool) -> list[str] | No
                     c.bad(tag, f"box_area {int(r['box_area'])} != {(x1 - x0) * (y1 - y0)}")
                 if int(r["confident_area"]) + int(r["uncertain_area"]) > int(r["box_area"]):
                     c.bad(tag, "confident + uncertain area exceeds the box area")
-            if sums is not None and kd is not None and h is not None and tags is not None:
-                crc = meta_crc32(i, kd, h, w, tags[k], b)
+            if sums is not None and kd is not None and h is not None and my_tags is not None:
+                crc = meta_crc32(i, kd, h, w, my_tags, b)
                 if crc != int(sums[k]["meta"]):
                     c.bad(i, f"checksum mismatch of id/kind/size/tags/boxes (stored {int(sums[k]['meta']):08x}, "
                              f"computed {crc:08x})")

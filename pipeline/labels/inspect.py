@@ -12,7 +12,7 @@ from pipeline.core.config import STRATEGIES, ConfigError, LabelsConfig, build
 from pipeline.labels.ucm_rules import box_scale_masks
 from pipeline.core.errors import InputError
 from pipeline.core.palette import class_palette
-from pipeline.core.shards import KINDS, ShardReader, UcmReader, bit_count, decode_bitsets
+from pipeline.core.shards import KINDS, LabelMap, ShardReader, UcmReader, encode_bitsets
 
 UNCERTAIN_RGB = (255, 255, 255)
 
@@ -30,7 +30,9 @@ def shard_summary(path) -> str:
     lines = [f"{path}: mixseg label shard (format {attrs['format_version']}, code {attrs['code_version']}, "
              f"split {attrs['split']})",
              f"  images: {len(r)}  (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")",
-             f"  classes ({r.num_classes}, bitset {r.bitset_dtype}): {', '.join(r.classes)}",
+             f"  classes ({r.num_classes}): {', '.join(r.classes)}",
+             "  label encoding: " + ("class ids + class sets (format 3)" if int(attrs['format_version']) >= 3
+                                     else f"bitsets, {attrs.get('bitset_dtype')} (format {attrs['format_version']})"),
              f"  label maps: {n_label}, true masks: {n_truth}, "
              f"mean stored label map {np.mean(sizes) / 1024 if sizes else 0:.1f} KB"]
     used = boxes[boxes["strategy"] != 255]
@@ -51,15 +53,21 @@ def shard_summary(path) -> str:
     return "\n".join(lines)
 
 
-def colorize(bitsets: np.ndarray, classes) -> np.ndarray:
-    """(H, W) bitsets -> (H, W, 3) uint8: class colours (:func:`class_palette`), soft
-    pixels the mean of their classes' colours, ignored pixels white."""
+def colorize(labels, classes) -> np.ndarray:
+    """(H, W) bitsets or a :class:`LabelMap` -> (H, W, 3) uint8: class colours
+    (:func:`class_palette`), soft pixels the mean of their classes' colours, ignored pixels
+    white.  Any class count: the colours are looked up per code, never per class plane."""
     num_classes = len(classes)
+    lm = labels if isinstance(labels, LabelMap) else encode_bitsets(np.asarray(labels), num_classes)
     pal = class_palette(classes).astype(np.float64)
-    onehot = decode_bitsets(bitsets, num_classes).astype(np.float64)
-    k = bit_count(bitsets).astype(np.float64)
-    rgb = onehot @ pal / np.maximum(k, 1)[..., None]
-    rgb[k == 0] = UNCERTAIN_RGB
+    table = np.empty((num_classes + lm.num_sets, 3))
+    table[:num_classes] = pal
+    for k in range(lm.num_sets):
+        table[num_classes + k] = pal[lm.class_set(k)].mean(0)
+    codes = lm.codes.astype(np.int64)
+    ignored = lm.codes == lm.ignore
+    rgb = table[np.where(ignored, 0, np.minimum(codes, len(table) - 1))]
+    rgb[ignored] = UNCERTAIN_RGB
     return rgb.astype(np.uint8)
 
 
@@ -86,13 +94,15 @@ def _legend(label, truth, classes, pal) -> list:
     """Legend patches: the classes present in the label or truth, then ``ignored`` (the
     label's pixels with no class) and ``void`` (the truth's) only when there are some."""
     from matplotlib.patches import Patch
+    label, truth = (m if m is None or isinstance(m, LabelMap) else encode_bitsets(np.asarray(m), len(classes))
+                    for m in (label, truth))
     maps = [m for m in (label, truth) if m is not None]
     if not maps:
         return []
-    present = np.logical_or.reduce([decode_bitsets(np.unique(m), len(classes)).any(0) for m in maps])
+    present = np.logical_or.reduce([m.present() for m in maps])
     handles = [Patch(fc=pal[c], ec="0.5", label=classes[c]) for c in np.flatnonzero(present)]
     for name, m in (("ignored in the label", label), ("void in the truth", truth)):
-        n = 0 if m is None else int((m == 0).sum())
+        n = 0 if m is None else int((m.codes == m.ignore).sum())
         if n:
             handles.append(Patch(fc="white", ec="0.5", label=f"white: {name} ({n} px)"))
     return handles
@@ -111,7 +121,7 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     image = r.image(image_id)
-    label, truth, boxes = r.label(image_id), r.truth(image_id), r.boxes(image_id)
+    label, truth, boxes = r.label_map(image_id), r.truth_map(image_id), r.boxes(image_id)
     pal = class_palette(r.classes) / 255.0
     written = []
 
@@ -158,7 +168,8 @@ def render_image(path, image_id=None, ucm_dir=None, out_dir="inspect") -> list[P
             kind = "enclosed" if rule == "enclosed" else "centre region"
             panels += [(f"(d) t = {t:g} ({kind})", m) for t, m in zip(thresholds, masks)]
             if label is not None:
-                panels.append(("(e) final label", colorize(label[y0:y1, x0:x1], r.classes)))
+                crop_label = LabelMap(label.codes[y0:y1, x0:x1], label.num_classes, label.sets, label.offsets)
+                panels.append(("(e) final label", colorize(crop_label, r.classes)))
             fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 2.8))
             axes[0].imshow(image)
             axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=2,

@@ -31,9 +31,10 @@ from tqdm import tqdm
 
 from pipeline.core.config import BoxStrategy, LabelsConfig, QualityConfig
 from pipeline.core.errors import InputError
-from pipeline.core.index import load_annotations, load_images, read_mask
+from pipeline.core.index import index_background, load_annotations, load_images, read_mask
 from pipeline.core.metrics import confusion_matrix, segmentation_metrics
-from pipeline.core.shards import UcmReader, bit_count, decode_bitsets
+from pipeline.core.shards import LabelMap, UcmReader, bit_count, decode_bitsets
+from pipeline.labels.stage import box_labels
 from pipeline.labels.strategies import box_soft_labels, fetch_inputs
 from pipeline.split import load_split
 
@@ -41,12 +42,18 @@ from pipeline.split import load_split
 def soft_confusion(labels: np.ndarray, truth_map: np.ndarray, num_classes: int) -> np.ndarray:
     """(C+1, C+1) float64 confusion, rows = truth, columns = label (soft pixels split 1/K).
 
-    ``labels``: (H, W) bitsets; ``truth_map``: (H, W) uint8 class map, 255 = void.
-    Pixels with no label bit or void truth are left out.  A pixel with K label bits
-    is K weighted entries of :func:`pipeline.core.metrics.confusion_matrix`, 1/K each;
-    the single-class pixels come first (their counts stay exact integers).
+    ``labels``: (H, W) bitsets or a :class:`LabelMap` (beyond 64 classes); ``truth_map``:
+    (H, W) uint8 class map, 255 = void.  Pixels with no label bit or void truth are left
+    out.  A pixel with K label bits is K weighted entries of
+    :func:`pipeline.core.metrics.confusion_matrix`, 1/K each; the single-class pixels come
+    first (their counts stay exact integers).
     """
     n = num_classes
+    if isinstance(labels, LabelMap):
+        pix, pred, weights = labels.pixel_classes()
+        tru = truth_map.reshape(-1)[pix]
+        keep = tru < n
+        return confusion_matrix(pred[keep], tru[keep].astype(np.int64), n, weights[keep])
     valid = (labels != 0) & (truth_map < n)
     lab = labels[valid]
     tru = truth_map[valid].astype(np.int64)
@@ -74,6 +81,13 @@ def box_owner(boxes: np.ndarray, shape) -> np.ndarray:
 def fill_ignored(labels: np.ndarray, owner: np.ndarray) -> np.ndarray:
     """``labels`` with every ignored pixel (no bit) inside a box set to the one bit of
     ``owner`` (:func:`box_owner`); ignored pixels outside every box stay ignored."""
+    if isinstance(labels, LabelMap):
+        fill = (labels.codes == labels.ignore) & (owner > 0)
+        if not fill.any():
+            return labels
+        codes = labels.codes.copy()
+        codes[fill] = owner[fill]
+        return LabelMap(codes, labels.num_classes, labels.sets, labels.offsets)
     fill = (labels == 0) & (owner > 0)
     if not fill.any():
         return labels
@@ -84,7 +98,10 @@ def fill_ignored(labels: np.ndarray, owner: np.ndarray) -> np.ndarray:
 
 def _fg_counts(labels, true_fg, valid) -> tuple[int, int, int]:
     """(foreground pixels labelled foreground, labelled foreground on valid truth, true foreground)."""
-    lab_fg = (labels & ~labels.dtype.type(1)) != 0  # any foreground bit
+    if isinstance(labels, LabelMap):
+        lab_fg = (labels.codes != 0) & (labels.codes != labels.ignore)  # a set has a foreground class
+    else:
+        lab_fg = (labels & ~labels.dtype.type(1)) != 0  # any foreground bit
     return np.sum(lab_fg & true_fg), np.sum(lab_fg & valid), np.sum(true_fg)
 
 
@@ -120,8 +137,12 @@ def summarize(conf, fg_stats, box_px, box_labelled, seconds, n_boxes, n_fallback
     return out
 
 
-def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progress=True) -> dict:
+def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progress=True, background=True) -> dict:
     """Score ``strategies`` on ``items`` = [(image record, annotation record)].
+
+    ``background=False`` (the index's class 0 is a placeholder no pixel has): the labels are
+    scored as the labels stage writes them, with what the boxes leave ignored, so class 0 is
+    absent and left out of the means.
 
     Each strategy's inputs (UCM, decoded image, external masks) are fetched once per
     image and outside the timer: ``seconds_per_box`` is the time of turning boxes into
@@ -134,7 +155,7 @@ def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progre
     n_boxes = 0
     for s in strategies:  # load the JIT-compiled kernels before anything is timed
         if s.needs == "ucm":
-            box_soft_labels(np.array([[0, 0, 2, 2, 1]]), n, s, (4, 4), {"ucm2": np.zeros((9, 9), np.uint8)})
+            box_soft_labels(np.array([[0, 0, 2, 2, 1]]), min(n, 64), s, (4, 4), {"ucm2": np.zeros((9, 9), np.uint8)})
     for image, ann in tqdm(items, desc="quality", unit="img", disable=not progress):
         truth_map = read_mask(ann["mask"])
         boxes = np.asarray(ann["boxes"], np.int64).reshape(-1, 5)
@@ -151,7 +172,7 @@ def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progre
             if s.needs not in inputs:
                 inputs[s.needs] = fetch_inputs(s, image, len(boxes), ucms)
             t0 = time.perf_counter()
-            labels, info = box_soft_labels(boxes, n, s, (h, w), inputs[s.needs])
+            labels, info = box_labels(boxes, n, s, (h, w), inputs[s.needs], image["path"], image["id"], background)
             a = acc[s.name]
             a["t"] += time.perf_counter() - t0
             a["fb"] += int(info[:, 1].sum())
@@ -161,7 +182,8 @@ def score_strategies(items, classes, strategies: list[BoxStrategy], ucms, progre
             a["conf_fair"] += soft_confusion(fair, truth_map, n)
             a["fg_fair"] += _fg_counts(fair, true_fg, valid)
             a["box_px"] += int(in_box.sum())
-            a["box_lab"] += int((in_box & (labels != 0)).sum())
+            labelled = (labels.codes != labels.ignore) if isinstance(labels, LabelMap) else labels != 0
+            a["box_lab"] += int((in_box & labelled).sum())
     return {s: summarize(a["conf"], a["fg"], a["box_px"], a["box_lab"], a["t"], n_boxes, a["fb"], classes,
                          a["conf_fair"], a["fg_fair"])
             for s, a in acc.items()}
@@ -179,5 +201,5 @@ def run_quality(images_json, annotations_json, split_json, ucm_dir, labels: Labe
     if not items:
         raise InputError(split_json, "no box-subset image has a true mask to score against")
     ucms = UcmReader(ucm_dir) if any(s.needs == "ucm" for s in strategies) else {}
-    result = score_strategies(items, classes, strategies, ucms, progress)
+    result = score_strategies(items, classes, strategies, ucms, progress, index_background(annotations_json))
     return {"images": len(items), **result}

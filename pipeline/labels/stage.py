@@ -1,7 +1,8 @@
 """The labels stage: each training image's target for its subset, in label shards.
 
 pixel subset -> its true mask; box subset -> soft multi-hot labels from its
-boxes and UCM (``labels.strategy``); image subset -> its tag vector only.
+boxes and UCM (``labels.strategy``; any class count, :func:`box_labels`); image subset -> its
+tag vector only.  Labels go to the shards as format 3 class-id maps.
 Every image also carries its encoded bytes, tags, boxes and (when known) its
 true mask, so the shards are all the trainer needs.  Validation images are
 written as pixel-kind ``labels-val-*`` shards for evaluation.
@@ -18,11 +19,41 @@ from pipeline.core.config import STRATEGIES, LabelsConfig, record
 from pipeline.core.errors import ErrorPolicy, InputError
 from pipeline.core.index import index_background, load_annotations, load_images, read_mask
 from pipeline.core.parallel import each_item, plan_shards, run_sharded
-from pipeline.core.shards import BOX_DTYPE, UcmReader, encode_class_map, write_label_shard
+from pipeline.core.shards import BOX_DTYPE, LabelMap, UcmReader, encode_bitsets, encode_class_map, write_label_shard
 from pipeline.labels.strategies import box_soft_labels, fetch_inputs
 from pipeline.split import load_split
 
 NO_STRATEGY = 255  # BOX_DTYPE.strategy of boxes that were not turned into labels
+MAX_BOX_CLASSES = 63  # distinct box classes of one image beyond 64 classes: local bits 1..63, bit 0 background
+
+
+def box_labels(boxes: np.ndarray, num_classes: int, s, shape, inputs, image_path, image_id, background=True):
+    """The box strategy's soft labels of one image and its per-box info, for any class count.
+
+    Up to 64 classes (background included) the strategy works on the global classes and
+    returns bitsets, as it always has.  Beyond, the image's distinct box classes become
+    local classes 1..K (K <= 63, ascending global id; 0 stays the background), the
+    strategy labels those, and the local bitsets are encoded as a :class:`LabelMap` over
+    the global classes.  An image with more than 63 box classes is an InputError.
+    ``background=False``: the background bit is cleared (what the boxes leave is ignored).
+    Beyond 64 classes the ``hard`` strategy's random draw is seeded with the local class ids
+    (its boxes as the strategy sees them), so it is as reproducible as below 64.
+    """
+    if num_classes <= 64:
+        bits, info = box_soft_labels(boxes, num_classes, s, shape, inputs)
+        if not background:
+            bits &= ~bits.dtype.type(1)
+        return bits, info
+    present = np.unique(boxes[:, 4]) if len(boxes) else np.zeros(0, np.int64)
+    if len(present) > MAX_BOX_CLASSES:
+        raise InputError(image_path, f"image {image_id} has boxes of {len(present)} classes; the box strategies "
+                                     f"label at most {MAX_BOX_CLASSES} classes per image")
+    local = boxes.copy()
+    local[:, 4] = np.searchsorted(present, boxes[:, 4]) + 1
+    bits, info = box_soft_labels(local, len(present) + 1, s, shape, inputs)
+    if not background:
+        bits &= ~bits.dtype.type(1)
+    return encode_bitsets(bits, num_classes, np.concatenate([[0], present])), info
 
 
 def image_record(image: dict, ann: dict, kind: str, classes, params: LabelsConfig, ucms,
@@ -40,7 +71,7 @@ def image_record(image: dict, ann: dict, kind: str, classes, params: LabelsConfi
         mask = read_mask(ann["mask"])
         if mask.shape != (h, w):
             raise InputError(ann["mask"].path, f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {w}x{h}")
-        truth = encode_class_map(mask, num_classes)
+        truth = encode_class_map(mask, num_classes) if num_classes <= 64 else LabelMap.from_class_map(mask, num_classes)
     boxes = np.asarray(ann["boxes"], np.int64).reshape(-1, 5)
     rec_boxes = np.zeros(len(boxes), BOX_DTYPE)
     for name, col in zip(("x0", "y0", "x1", "y1", "cls"), boxes.T):
@@ -60,9 +91,7 @@ def image_record(image: dict, ann: dict, kind: str, classes, params: LabelsConfi
     elif kind == "box":
         s = params.box
         inputs = fetch_inputs(s, image, len(boxes), ucms, image_bytes)
-        label, info = box_soft_labels(boxes, num_classes, s, (h, w), inputs)
-        if not background:
-            label &= ~label.dtype.type(1)
+        label, info = box_labels(boxes, num_classes, s, (h, w), inputs, image["path"], image["id"], background)
         rec_boxes["strategy"] = s.code
         rec_boxes["threshold"] = info[:, 0]
         rec_boxes["fallback"] = info[:, 1]

@@ -7,7 +7,7 @@ A registry of small functions with one signature,
 
 * ``ucm``: the multi-threshold UCM rule (``s.rule``: ``paper`` or ``enclosed``,
   :mod:`pipeline.labels.ucm_rules`; the enclosed rule with its box-confidence knobs
-  ``clear``, ``prior``, ``prior_band``, ``floor``); needs the UCM;
+  ``clear``, ``prior``, ``prior_band``, ``floor`` and its size knob ``small_box``); needs the UCM;
 * ``hard``: the ``ucm`` masks, but each pixel gets exactly one class -- one of its
   confident classes drawn at random (``s.seed``), else the class of a box whose
   uncertain region holds it, else background: nothing is ignored;
@@ -82,7 +82,7 @@ def _ucm_masks(boxes, dtype, s: BoxStrategy, shape, inputs):
     if ucm2 is None:
         ucm2 = np.zeros((2 * shape[0] + 1, 2 * shape[1] + 1), np.uint8)
     return ucm_box_masks(ucm2, boxes, dtype, s.thresholds, s.alpha, s.rule, s.margin, s.span, s.band,
-                         clear=s.clear, prior=s.prior, prior_band=s.prior_band, floor=s.floor)
+                         clear=s.clear, prior=s.prior, prior_band=s.prior_band, floor=s.floor, small_box=s.small_box)
 
 
 def ucm(boxes, num_classes, s: BoxStrategy, shape, inputs):

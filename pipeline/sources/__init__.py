@@ -1,7 +1,7 @@
 """Dataset readers, one module per format, and the choice among them by ``source.kind``
 (:class:`pipeline.core.config.SourceConfig`):
 
-    kind: synthetic | voc2012 | siftflow | boxes | camvid | classmaps
+    kind: synthetic | voc2012 | siftflow | boxes | camvid | classmaps | coco
     root: data/raw/...            dataset folder
     boxes: auto                   VOC-layout kinds: auto | xml | instances;
                                   any kind: a COCO .json file or a folder of VOC XML
@@ -11,6 +11,7 @@
     boxes_source: {images, masks, tags, classes, val_list}    kind "boxes"
     camvid: {things, min_area, train_dirs, val_dirs}          kind "camvid"
     classmaps: {train, val, val_list, classes, void, things, min_area, background}   kind "classmaps"
+    coco: {train_json, train_images, val_json, val_images, masks}              kind "coco"
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from pipeline.sources.boxfiles import class_boxes, load_boxes, read_box_annotations, resolve_path
 from pipeline.sources.camvid import load_camvid
 from pipeline.sources.classmaps import load_classmaps
+from pipeline.sources.coco import load_coco
 from pipeline.core.config import SourceConfig, record
 from pipeline.core.errors import InputError
 from pipeline.core.index import Dataset
@@ -82,6 +84,11 @@ def load_source(params: SourceConfig) -> Dataset:
             raise InputError("params.yaml", "source.boxes must name a COCO .json file or a folder of VOC XML "
                              f"files for kind 'boxes', not {boxes!r}")
         return load_boxes(root, boxes, **record(params.boxes_source))
+    if params.kind == "coco":
+        if boxes != "auto":
+            raise InputError("params.yaml", f"source.boxes {boxes!r}: kind 'coco' reads its boxes from "
+                             "source.coco's annotation files; use 'auto'")
+        return load_coco(root, **record(params.coco))
     override = box_override(root, boxes)
     if params.kind in ("synthetic", "voc2012"):
         sbd = params.kind == "voc2012" and params.voc2012.sbd
