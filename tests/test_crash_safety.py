@@ -139,7 +139,7 @@ def project(tmp_path_factory):
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     old = yaml.safe_load(yaml.safe_dump(params))  # a different "previous" output of each stage
     old["ucm"]["scales"] = [1.0]
-    old["labels"]["alpha"] = 0.5
+    old["labels"]["alpha"] = 0.3   # not the default (0.5)
     (root / "params_old.yaml").write_text(yaml.safe_dump(old))
     cwd = os.getcwd()
     os.chdir(root)

@@ -183,7 +183,8 @@ FOREACH_LISTS = {"synthetic.out", "train.variants"}
 #: The output knobs of the stages that read another section's keys or only some of its own.
 OTHER_PARAMS = {
     "quality": {"quality.strategies"} | {f"labels.{k}" for k in ("strategy", "rule", "margin", "span", "band", "clear",
-                                                                "prior", "prior_band", "floor", "small_box", "thresholds",
+                                                                "prior", "prior_band", "floor", "small_box", "low_alpha", "low_ratio", "low_span", "low_max",
+                                                                "thresholds",
                                                                 "alpha", "seed", "grabcut", "external_dir",
                                                                 "external_format")},
     "report": {"train.variants", "train.arch", "split.ratio"},  # the table's rows and header

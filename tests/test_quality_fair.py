@@ -124,7 +124,7 @@ def test_real_strategies_report_both_scores(monkeypatch):
     _contour(ucm2, 2, 3, 10, 13, 120)
     image = {"id": "x", "path": "x.png", "height": h, "width": w}
     ann = {"mask": MaskRef("x.png"), "boxes": [[2, 1, 14, 11, 1]]}
-    cfg = LabelsConfig(span=0.0)
+    cfg = LabelsConfig(span=0.0, alpha=0.25, clear=0.0, floor=None, small_box=0.0, low_alpha=0.0)  # the base rule
     monkeypatch.setattr(quality, "read_mask", lambda ref: truth)
     res = score_strategies([(image, ann)], ["background", "a"], [cfg.box_strategy("raw_box"),
                            cfg.box_strategy("ucm")], {"x": ucm2}, progress=False)
@@ -244,3 +244,53 @@ def test_small_leaves_the_paper_rule_alone():
     for a, b in zip(plain[:2], knobs[:2]):
         np.testing.assert_array_equal(a, b)
     assert plain[2] == knobs[2] and plain[0].sum() == 48 and not plain[1].any()
+
+
+def _masks_a(ucm2, box, alpha, rule="enclosed", band=None, **knobs):
+    conf, unc, info = ucm_box_masks(ucm2, np.array([box], np.int64), np.uint8, T, alpha, rule, 0.1, 0.0, band,
+                                    **knobs)
+    x0, y0, x1, y1 = box[:4]
+    return conf[y0:y1, x0:x1] != 0, (unc[y0:y1, x0:x1] != 0) & (conf[y0:y1, x0:x1] == 0), tuple(info[0])
+
+
+def test_second_reading_takes_the_strongly_enclosed_smaller_region():
+    h, w = 12, 16
+    ucm2 = np.zeros((2 * h + 1, 2 * w + 1), np.uint8)
+    _contour(ucm2, 3, 4, 9, 12, 200)   # object: 48 px (40 % of the box), m = 200
+    _contour(ucm2, 2, 3, 10, 13, 40)   # a weak halo around it: 80 px in all
+    box = (2, 1, 14, 11, 1)            # 120 px
+    # alpha 0.5 (60 px): no threshold (150, 100, 50) encloses 60 px; lowered to the halo's 40: 80 px
+    conf, unc, info = _masks_a(ucm2, box, 0.5)
+    assert conf.sum() == 80 and not unc.any() and info == (0.2, 1.0, 120.0, 80.0, 0.0)
+    # low_alpha 0.25 (30 px): the object at t = 3/4 (150); the halo's 40 < 0.7 x 150 = 105: the object wins
+    knobs = dict(low_alpha=0.25, low_ratio=0.7, low_span=0.0, low_max=0.0)
+    conf, unc, info = _masks_a(ucm2, box, 0.5, **knobs)
+    assert conf.sum() == 48 and conf[2:8, 2:10].all() and not unc.any() and info == (0.75, 0.0, 120.0, 48.0, 0.0)
+    # a ratio of 0.25: 40 >= 0.25 x 150 = 37.5, the halo's contour is not much weaker: the alpha region stays
+    assert _masks_a(ucm2, box, 0.5, **{**knobs, "low_ratio": 0.25})[2] == (0.2, 1.0, 120.0, 80.0, 0.0)
+    # band 0.2 would leave what contours >= 30 enclose (the halo, 32 px) uncertain; the second reading cuts the
+    # uncertain region to contours >= 0.7 x 150: the halo is background
+    conf, unc, info = _masks_a(ucm2, box, 0.5, band=0.2, **knobs)
+    assert conf.sum() == 48 and not unc.any() and info[3:] == (48.0, 0.0)
+    assert _masks_a(ucm2, box, 0.25, band=0.2)[1].sum() == 32  # the plain rule at alpha 0.25 keeps it uncertain
+    # low_span: the object reaches across 6 of 10 rows and 8 of 12 columns; 0.6 is enough, 0.7 is not
+    assert _masks_a(ucm2, box, 0.5, **{**knobs, "low_span": 0.6})[2][3] == 48.0
+    assert _masks_a(ucm2, box, 0.5, **{**knobs, "low_span": 0.7})[2][3] == 80.0
+    # low_max: only boxes under that many px
+    assert _masks_a(ucm2, box, 0.5, **{**knobs, "low_max": 121})[2][3] == 48.0
+    assert _masks_a(ucm2, box, 0.5, **{**knobs, "low_max": 120})[2][3] == 80.0
+    # low_alpha >= alpha: off
+    assert _masks_a(ucm2, box, 0.5, **{**knobs, "low_alpha": 0.5})[2][3] == 80.0
+
+
+def test_second_reading_leaves_the_paper_rule_alone():
+    h, w = 12, 16
+    ucm2 = np.zeros((2 * h + 1, 2 * w + 1), np.uint8)
+    _contour(ucm2, 3, 4, 9, 12, 200)
+    _contour(ucm2, 2, 3, 10, 13, 40)
+    box = (2, 1, 14, 11, 1)
+    plain = _masks_a(ucm2, box, 0.5, rule="paper")
+    knobs = _masks_a(ucm2, box, 0.5, rule="paper", low_alpha=0.25, low_ratio=1.0, low_span=0.0, low_max=0.0)
+    for a, b in zip(plain[:2], knobs[:2]):
+        np.testing.assert_array_equal(a, b)
+    assert plain[2] == knobs[2]

@@ -199,6 +199,35 @@ def test_small_boxes_get_no_background_through_the_labels_config():
         config_from_dict({"labels": {"small_box": -1}})
 
 
+def test_second_reading_through_the_labels_config():
+    # object 49 px (contour 200) inside an 81-px halo (contour 40), box 121 px
+    r = np.zeros((15, 15), int)
+    r[3:12, 3:12] = 2
+    r[4:11, 4:11] = 1
+    strength = {(0, 2): 40, (1, 2): 200}
+    u = ucm_from_regions(r, lambda a, b: strength.get((min(a, b), max(a, b)), 0))
+    box = np.array([[2, 2, 13, 13, 1]])
+    from pipeline.labels.strategies import box_soft_labels
+    # alpha 0.5 (60.5 px): 150 / 100 / 50 enclose the object only, the level is lowered to the halo's 40
+    s = LabelsConfig(span=0.0, band=None, clear=0.0, floor=None, small_box=0.0, alpha=0.5,
+                     low_alpha=0.0).box_strategy("ucm")
+    assert s.low_alpha == 0.0
+    _, info = box_soft_labels(box, 2, s, (15, 15), {"ucm2": u})
+    assert tuple(info[0]) == pytest.approx((40 / 200, 1, 121, 81, 0))
+    # low_alpha 0.25: the object at 3/4 (150); 40 < 0.7 x 150 and it spans 7/11 >= 0.6 of the box: the object
+    s = LabelsConfig(span=0.0, band=None, clear=0.0, floor=None, small_box=0.0, alpha=0.5, low_alpha=0.25, low_span=0.6, low_max=0).box_strategy("ucm")
+    assert (s.low_alpha, s.low_ratio, s.low_span, s.low_max) == (0.25, 0.7, 0.6, 0)
+    labels, info = box_soft_labels(box, 2, s, (15, 15), {"ucm2": u})
+    assert tuple(info[0]) == (0.75, 0, 121, 49, 0)
+    np.testing.assert_array_equal(labels[2:13, 2:13] == 0b10, r[2:13, 2:13] == 1)
+    assert (labels[2:13, 2:13] == 1).sum() == 121 - 49
+    # the defaults: low_span 0.9 (7/11 is not enough) -> the alpha region again
+    s = LabelsConfig(span=0.0, band=None, clear=0.0, floor=None, small_box=0.0, alpha=0.5, low_alpha=0.25).box_strategy("ucm")
+    assert box_soft_labels(box, 2, s, (15, 15), {"ucm2": u})[1][0, 3] == 81
+    with pytest.raises(InputError, match="labels.low_alpha"):
+        config_from_dict({"labels": {"low_alpha": 1.5}})
+
+
 # ----------------------------------------------------------------------------- external
 
 def test_external_class_map():

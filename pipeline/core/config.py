@@ -360,6 +360,10 @@ class BoxStrategy:
     prior_band: float
     floor: Optional[float]
     small_box: float
+    low_alpha: float
+    low_ratio: float
+    low_span: float
+    low_max: float
     seed: int
     grabcut: GrabcutConfig
     external_dir: Optional[str]
@@ -425,13 +429,17 @@ class LabelsConfig:
     margin: float = knob(0.1, lo=0, hi=1)
     span: float = knob(0.82, lo=0, hi=1)
     band: Optional[float] = knob(0.75, lo=0, hi=1)
-    clear: float = knob(0.0, lo=0, hi=1)
+    clear: float = knob(0.235, lo=0, hi=1)
     prior: float = knob(0.35, lo=0, hi=2)
     prior_band: float = knob(0.05, lo=0, hi=1)
-    floor: Optional[float] = knob(None, lo=0, hi=1)
-    small_box: float = knob(0.0, lo=0)
+    floor: Optional[float] = knob(0.5, lo=0, hi=1)
+    small_box: float = knob(1500.0, lo=0)
+    low_alpha: float = knob(0.25, lo=0, hi=1)
+    low_ratio: float = knob(0.7, lo=0, hi=1)
+    low_span: float = knob(0.9, lo=0, hi=1)
+    low_max: float = knob(12000.0, lo=0)
     thresholds: tuple[float, ...] = knob(PAPER_THRESHOLDS, nonempty=True)
-    alpha: float = knob(0.25, lo=0, hi=1, lo_open=True)
+    alpha: float = knob(0.5, lo=0, hi=1, lo_open=True)
     seed: int = 0
     grabcut: GrabcutConfig = knob(factory=GrabcutConfig)
     external_dir: Optional[str] = None
@@ -457,8 +465,9 @@ class LabelsConfig:
                         thresholds=tuple(over.get("thresholds", self.thresholds)),
                         alpha=over.get("alpha", self.alpha), margin=self.margin, span=self.span, band=self.band,
                         clear=self.clear, prior=self.prior, prior_band=self.prior_band, floor=self.floor,
-                        small_box=self.small_box, seed=self.seed, grabcut=self.grabcut, external_dir=self.external_dir,
-                        external_format=self.external_format)
+                        small_box=self.small_box, low_alpha=self.low_alpha, low_ratio=self.low_ratio,
+                        low_span=self.low_span, low_max=self.low_max, seed=self.seed, grabcut=self.grabcut,
+                        external_dir=self.external_dir, external_format=self.external_format)
         _check_thresholds(key, s.thresholds)
         if not 0 < s.alpha <= 1:
             raise ConfigError(key, f"box strategy {name!r}: alpha must be in (0, 1], got {s.alpha}")
@@ -501,7 +510,7 @@ class TrainConfig:
     log_every: int = knob(10, lo=1)
     seed: int = 0
     workers: int = knob(0, lo=0)
-    threads: int = knob(1, lo=0)
+    threads: int = knob(2, lo=0)
     amp: bool = True
 
     @classmethod

@@ -7,7 +7,8 @@ A registry of small functions with one signature,
 
 * ``ucm``: the multi-threshold UCM rule (``s.rule``: ``paper`` or ``enclosed``,
   :mod:`pipeline.labels.ucm_rules`; the enclosed rule with its box-confidence knobs
-  ``clear``, ``prior``, ``prior_band``, ``floor`` and its size knob ``small_box``); needs the UCM;
+  ``clear``, ``prior``, ``prior_band``, ``floor``, its size knob ``small_box`` and its second
+  reading ``low_alpha`` with ``low_ratio``, ``low_span``, ``low_max``); needs the UCM;
 * ``hard``: the ``ucm`` masks, but each pixel gets exactly one class -- one of its
   confident classes drawn at random (``s.seed``), else the class of a box whose
   uncertain region holds it, else background: nothing is ignored;
@@ -82,7 +83,8 @@ def _ucm_masks(boxes, dtype, s: BoxStrategy, shape, inputs):
     if ucm2 is None:
         ucm2 = np.zeros((2 * shape[0] + 1, 2 * shape[1] + 1), np.uint8)
     return ucm_box_masks(ucm2, boxes, dtype, s.thresholds, s.alpha, s.rule, s.margin, s.span, s.band,
-                         clear=s.clear, prior=s.prior, prior_band=s.prior_band, floor=s.floor, small_box=s.small_box)
+                         clear=s.clear, prior=s.prior, prior_band=s.prior_band, floor=s.floor, small_box=s.small_box,
+                         low_alpha=s.low_alpha, low_ratio=s.low_ratio, low_span=s.low_span, low_max=s.low_max)
 
 
 def ucm(boxes, num_classes, s: BoxStrategy, shape, inputs):

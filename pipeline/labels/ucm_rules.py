@@ -58,6 +58,16 @@ nothing is background -- what the rule leaves out of the confident mask is uncer
 At a few hundred pixels the UCM's regions are as coarse as the object, and on real photos
 (CamVid, MSRC; README, "Box labels") the rule's background in small boxes is often object.
 
+And a second reading of the box, off unless asked for (``low_alpha=0``): the region of the
+strongest contour that covers ``low_alpha`` (< ``alpha``) of the box is taken instead of the
+``alpha`` one when the ``alpha`` region's contour is weaker than ``low_ratio`` times its own (a
+compact object inside a box it fills less than ``alpha`` of, the rest enclosed only by a much
+weaker contour), it reaches across ``low_span`` of the box's height and width (the tight-box
+prior: the object touches the box's sides) and the box is under ``low_max`` pixels (0: any;
+in a large box a clearly enclosed part is more often one of several objects the box holds, a
+shelf of books).  The uncertain region of such a box is then only what contours of at least
+``low_ratio`` times the confident one's strength enclose.
+
 Both rules run through the same kernels: one bucket-queue flood (:func:`_flood`, the
 bottleneck or the widest-path variant) and one level choice (:func:`_rule_box`).  Each
 box pixel gets a level L -- ``o`` for the paper rule, ``256 - e`` for the enclosed rule
@@ -376,8 +386,30 @@ def _prior_box(conf, unc, lv, m, x0, y0, x1, y1, bit, prior, prior_band):
 
 
 @numba.njit(cache=True)
+def _choose(below, need, span, row_min, col_min, need_h, need_w, thresholds, m, enclosed):
+    """The confident cut of one box: the first candidate region that qualifies (covers ``need``
+    pixels and spans ``need_h`` x ``need_w``), else the region grown past the last candidate,
+    weakest boundary first, until one does.  Returns the confident and uncertain cuts, the
+    threshold (or lowered level, UCM scale over ``m``) and whether it fell back."""
+    nt = thresholds.shape[0]
+    u_unc = _cut(thresholds[0] if enclosed else thresholds[nt - 1], m, enclosed)
+    for j in range(nt):
+        t = thresholds[nt - 1 - j] if enclosed else thresholds[j]
+        u = _cut(t, m, enclosed)
+        if _qualifies(below, u, need, span, row_min, col_min, need_h, need_w):
+            return u, u_unc, t, False
+    u_conf = 257
+    for u in range(u_unc + 1, 258):
+        if _qualifies(below, u, need, span, row_min, col_min, need_h, need_w):
+            u_conf = u
+            break
+    chosen = (257 - u_conf) / m if enclosed else (u_conf - 1) / m
+    return u_conf, u_conf, chosen, True
+
+
+@numba.njit(cache=True)
 def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha, below, enclosed, span, band,
-              clear, prior, prior_band, floor):
+              clear, prior, prior_band, floor, low_alpha, low_ratio, low_span, low_max):
     """Either rule for one box, given its levels ``lv`` (:func:`_levels`).  The candidate
     regions {L < cut} grow from the first threshold tried to the last: the paper rule's
     smallest t first, the enclosed rule's strongest contour (largest t) first.  The
@@ -386,8 +418,12 @@ def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha,
     last candidate until one does; uncertain is the last candidate minus the confident
     region (nothing after a fallback), widened by ``band``, cut to ``floor`` (< 0: off).  A
     confident contour weaker than ``clear`` (UCM scale; 0: off) hands the box to the box
-    prior (:func:`_prior_box`, ``prior``, ``prior_band``), recorded as a fallback.
-    ``span``, ``band``, ``clear`` and ``floor`` are the enclosed rule's only."""
+    prior (:func:`_prior_box`, ``prior``, ``prior_band``), recorded as a fallback.  With
+    ``low_alpha`` > 0 the region chosen the same way for ``low_alpha`` replaces it when the
+    ``alpha`` region's contour is weaker than ``low_ratio`` times its own, it spans ``low_span``
+    of the box and the box is under ``low_max`` px (0: any); its uncertain region is then cut
+    to what contours of ``low_ratio`` times its strength enclose.
+    ``span``, ``band``, ``clear``, ``floor`` and the ``low_`` knobs are the enclosed rule's only."""
     area = (x1 - x0) * (y1 - y0)
     bh = y1 - y0
     bw = x1 - x0
@@ -397,6 +433,7 @@ def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha,
         band = -1.0
         clear = 0.0
         floor = -1.0
+        low_alpha = 0.0
     if m == 0 and clear > 0:  # no contour at all: no clear object
         n_conf, n_unc = _prior_box(conf, unc, lv, m, x0, y0, x1, y1, bit, prior, prior_band)
         info[i, 0] = 0.0
@@ -417,29 +454,22 @@ def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha,
         below[lv[k] + 1] += 1
     for u in range(1, 258):
         below[u] += below[u - 1]
-    row_min, col_min = _line_mins(lv, bh if span > 0 else 0, bw if span > 0 else 0)
+    low = 0 < low_alpha < alpha and (low_max <= 0 or area < low_max)
+    lines = span > 0 or (low and low_span > 0)
+    row_min, col_min = _line_mins(lv, bh if lines else 0, bw if lines else 0)
     need_h = span * bh - 1e-9
     need_w = span * bw - 1e-9
-    need = alpha * area
-    u_unc = _cut(thresholds[0] if enclosed else thresholds[nt - 1], m, enclosed)
-    u_conf = -1
-    chosen = 0.0
-    for j in range(nt):
-        t = thresholds[nt - 1 - j] if enclosed else thresholds[j]
-        u = _cut(t, m, enclosed)
-        if _qualifies(below, u, need, span, row_min, col_min, need_h, need_w):
-            u_conf = u
-            chosen = t
-            break
-    fallback = u_conf < 0
-    if fallback:  # grow past the last candidate, weakest boundary first
-        u_conf = 257
-        for u in range(u_unc + 1, 258):
-            if _qualifies(below, u, need, span, row_min, col_min, need_h, need_w):
-                u_conf = u
-                break
-        chosen = (257 - u_conf) / m if enclosed else (u_conf - 1) / m
-        u_unc = u_conf
+    u_conf, u_unc, chosen, fallback = _choose(below, alpha * area, span, row_min, col_min, need_h, need_w,
+                                              thresholds, m, enclosed)
+    second = False
+    if low:  # the second reading: a smaller region, enclosed by a much stronger contour, reaching the sides
+        l_conf, l_unc, l_chosen, l_fallback = _choose(below, low_alpha * area, span, row_min, col_min, need_h,
+                                                      need_w, thresholds, m, enclosed)
+        second = 257 - u_conf < low_ratio * (257 - l_conf) and (
+            low_span <= 0 or (_extent(row_min, l_conf) >= low_span * bh - 1e-9 and
+                              _extent(col_min, l_conf) >= low_span * bw - 1e-9))
+        if second:
+            u_conf, u_unc, chosen, fallback = l_conf, l_unc, l_chosen, l_fallback
     if clear > 0 and 257 - u_conf < clear * 255:  # the confident contour is too weak: no clear object
         n_conf, n_unc = _prior_box(conf, unc, lv, m, x0, y0, x1, y1, bit, prior, prior_band)
         info[i, 0] = chosen
@@ -458,6 +488,12 @@ def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha,
             u_floor = u_conf
         if u_floor < u_unc:
             u_unc = u_floor
+    if second:  # uncertain: only what contours of low_ratio x the confident one's strength enclose
+        u_low = 257 - np.int64(np.ceil(low_ratio * (257 - u_conf)))
+        if u_low < u_conf:
+            u_low = u_conf
+        if u_low < u_unc:
+            u_unc = u_low
     _paint(conf, unc, lv, x0, y0, x1, y1, bit, u_conf, u_unc)
     info[i, 0] = chosen
     info[i, 1] = 1.0 if fallback else 0.0
@@ -468,13 +504,13 @@ def _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bit, thresholds, alpha,
 
 @numba.njit(cache=True)
 def _ucm_boxes(ucm2, boxes, bits, thresholds, alpha, enclosed, margin, span, band, clear, prior, prior_band, floor,
-               small_box, conf, unc, info, head, nxt, node, d, lv, stack, tmp):
+               small_box, low_alpha, low_ratio, low_span, low_max, conf, unc, info, head, nxt, node, d, lv, stack, tmp):
     below = np.zeros(258, np.int64)
     for i in range(boxes.shape[0]):
         x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
         m, enc = _levels(ucm2, x0, y0, x1, y1, enclosed, margin, head, nxt, node, d, lv, stack, tmp)
         _rule_box(conf, unc, info, i, lv, m, x0, y0, x1, y1, bits[i], thresholds, alpha, below, enc, span, band,
-                  clear, prior, prior_band, floor)
+                  clear, prior, prior_band, floor, low_alpha, low_ratio, low_span, low_max)
         if enc and (x1 - x0) * (y1 - y0) < small_box:  # a small box: no background, the rest is uncertain
             _paint(unc, unc, lv, x0, y0, x1, y1, bits[i], 257, 257)
             info[i, 4] = info[i, 2] - info[i, 3]
@@ -500,11 +536,13 @@ def _check_thresholds(thresholds) -> np.ndarray:
 
 
 def ucm_box_masks(ucm2, boxes, dtype, thresholds, alpha, rule, margin, span=0.0, band=None, clear=0.0,
-                  prior=0.35, prior_band=0.05, floor=None, small_box=0.0):
+                  prior=0.35, prior_band=0.05, floor=None, small_box=0.0, low_alpha=0.0, low_ratio=0.7,
+                  low_span=0.9, low_max=12000.0):
     """The UCM rule's per-pixel confident and uncertain bitsets and per-box info.
 
-    ``span``, ``band``, ``clear`` (with ``prior`` and ``prior_band``), ``floor`` and ``small_box``
-    refine the enclosed rule (module docstring); their defaults here leave them off.
+    ``span``, ``band``, ``clear`` (with ``prior`` and ``prior_band``), ``floor``, ``small_box`` and
+    ``low_alpha`` (with ``low_ratio``, ``low_span``, ``low_max``) refine the enclosed rule (module
+    docstring); their defaults here leave them off.
 
     Returns ``conf`` and ``unc``, (H, W) arrays of ``dtype`` holding the bits of the
     classes whose confident / uncertain mask covers each pixel, and ``info`` (M, 5).
@@ -520,8 +558,8 @@ def ucm_box_masks(ucm2, boxes, dtype, thresholds, alpha, rule, margin, span=0.0,
         n = _work_size(boxes, enclosed, float(margin), h, w)
         _ucm_boxes(np.ascontiguousarray(ucm2, np.uint8), boxes, bits, t, float(alpha), enclosed,
                    float(margin), float(span), -1.0 if band is None else float(band), float(clear), float(prior),
-                   float(prior_band), -1.0 if floor is None else float(floor), float(small_box), conf, unc, info,
-                   *_buffers(n))
+                   float(prior_band), -1.0 if floor is None else float(floor), float(small_box), float(low_alpha),
+                   float(low_ratio), float(low_span), float(low_max), conf, unc, info, *_buffers(n))
     return conf, unc, info
 
 
