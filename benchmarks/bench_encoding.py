@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,21 +46,10 @@ sys.path.insert(0, str(REPO))
 from pipeline.core.shards import (ShardReader, bitset_dtype, encode_bitsets, write_label_shard)  # noqa: E402
 from train.losses import bits_to_target, bitset_loss, class_set_loss  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import load_average, machine_info  # noqa: E402
+
 H, W = 375, 500
-
-
-def load() -> str:
-    return Path("/proc/loadavg").read_text().strip()
-
-
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def box_label_map(rng, num_classes: int, h=H, w=W) -> np.ndarray:
@@ -200,12 +188,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     n_maps, repeats = (10, 3) if args.quick else (args.maps, args.repeats)
     result = {"what": "label encoding: format 2 (bitsets) vs format 3 (class ids + class sets)",
-              "cpu": cpu(), "torch_threads": 1, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-              "load_start": load(), "map_size": [H, W]}
+              "machine": machine_info(), "torch_threads": 1, "map_size": [H, W]}
     with tempfile.TemporaryDirectory() as d:
         result["maps"] = [bench_maps(c, n_maps, 7, Path(d), args.reads) for c in (21, 81)]
     result["loss"] = [bench_loss(c, repeats, 3, *((2, 160) if args.quick else (8, 320))) for c in (21, 81)]
-    result["load_end"] = load()
+    result["load_end"] = load_average()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -24,7 +24,6 @@ GPU step needs.  Run (the shards from ``benchmarks/camvid_table.py``'s ``--work`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
