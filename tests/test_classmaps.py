@@ -336,3 +336,14 @@ def test_quality_scores_no_background_labels_as_the_stage_writes_them(tmp_path):
     assert out[True]["per_class_iou"]["background"] is not None
     assert out[False]["per_class_iou"]["background"] is None
     assert set(k for k, v in out[False]["per_class_iou"].items() if v is not None) <= set(MSRC)
+
+
+def test_a_malformed_background_flag_is_one_line_naming_the_index(tmp_path):
+    from pipeline.core.index import load_annotations
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps({"format": "mixseg-annotations", "version": 1, "classes": ["background", "a"],
+                                "background": "no", "items": []}))
+    with pytest.raises(InputError, match="'background' must be true or false") as e:
+        load_annotations(path, with_background=True)
+    assert str(path) in str(e.value)
+    assert load_annotations(path)[0] == ["background", "a"]   # without the flag: read as before

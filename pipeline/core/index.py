@@ -209,11 +209,19 @@ def load_images(path) -> list[dict]:
     return doc["items"]
 
 
-def load_annotations(path) -> tuple[list[str], dict[str, dict]]:
-    """Return (classes, {id: annotation record}); records' ``mask`` becomes a MaskRef."""
+def load_annotations(path, with_background: bool = False):
+    """Return (classes, {id: annotation record}); records' ``mask`` becomes a MaskRef.
+    ``with_background``: (classes, records, :func:`index_background`) from the one read."""
     doc = read_json(path)
     if doc.get("format") != "mixseg-annotations":
         raise InputError(path, "not a mixseg annotations index (run `mixseg source`)")
+    if with_background:
+        return (*_records(doc), _background(doc, path))
+    return _records(doc)
+
+
+def _records(doc: dict):
+    """(classes, {id: record}) of a parsed annotations.json."""
     out = {}
     for rec in doc["items"]:
         rec = dict(rec)
@@ -224,11 +232,14 @@ def load_annotations(path) -> tuple[list[str], dict[str, dict]]:
     return doc["classes"], out
 
 
-
 def index_background(path) -> bool:
     """Whether the index ``annotations.json`` at ``path`` has a real background class:
     ``False`` when class 0 is a placeholder no pixel has (see :class:`Dataset`)."""
-    value = read_json(path).get("background", True)
+    return _background(read_json(path), path)
+
+
+def _background(doc: dict, path) -> bool:
+    value = doc.get("background", True)
     if not isinstance(value, bool):
         raise InputError(path, f"'background' must be true or false, got {value!r} (rerun `mixseg source`)")
     return value

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from pipeline.core.config import BoxStrategy, LabelsConfig, QualityConfig
 from pipeline.core.errors import InputError
-from pipeline.core.index import index_background, load_annotations, load_images, read_mask
+from pipeline.core.index import load_annotations, load_images, read_mask
 from pipeline.core.metrics import confusion_matrix, segmentation_metrics
 from pipeline.core.shards import LabelMap, UcmReader, bit_count, decode_bitsets
 from pipeline.labels.stage import box_labels
@@ -195,11 +195,11 @@ def run_quality(images_json, annotations_json, split_json, ucm_dir, labels: Labe
     section) on the box subset (images with a true mask)."""
     strategies = [labels.box_strategy(name) for name in quality.strategies]
     images = {r["id"]: r for r in load_images(images_json)}
-    classes, annotations = load_annotations(annotations_json)
+    classes, annotations, background = load_annotations(annotations_json, with_background=True)
     box_ids = sorted(i for i, k in load_split(split_json).items() if k == "box")
     items = [(images[i], annotations[i]) for i in box_ids if annotations[i]["mask"] is not None]
     if not items:
         raise InputError(split_json, "no box-subset image has a true mask to score against")
     ucms = UcmReader(ucm_dir) if any(s.needs == "ucm" for s in strategies) else {}
-    result = score_strategies(items, classes, strategies, ucms, progress, index_background(annotations_json))
+    result = score_strategies(items, classes, strategies, ucms, progress, background)
     return {"images": len(items), **result}

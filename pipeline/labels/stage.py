@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.core.config import STRATEGIES, LabelsConfig, record
 from pipeline.core.errors import ErrorPolicy, InputError
-from pipeline.core.index import index_background, load_annotations, load_images, read_mask
+from pipeline.core.index import load_annotations, load_images, read_mask
 from pipeline.core.parallel import each_item, plan_shards, run_sharded
 from pipeline.core.shards import BOX_DTYPE, LabelMap, UcmReader, encode_bitsets, encode_class_map, write_label_shard
 from pipeline.labels.strategies import box_soft_labels, fetch_inputs
@@ -123,8 +123,7 @@ def run_labels(images_json, annotations_json, split_json, ucm_dir, out_dir, para
     """
     policy = ErrorPolicy(params.on_error)
     images = {r["id"]: r for r in load_images(images_json)}
-    classes, annotations = load_annotations(annotations_json)
-    background = index_background(annotations_json)
+    classes, annotations, background = load_annotations(annotations_json, with_background=True)
     assignment = load_split(split_json)
     missing = [i for i in assignment if i not in images or i not in annotations]
     if missing:
