@@ -135,6 +135,7 @@ REST = """ucm:
   seed: 0
   workers: 4               # DataLoader processes
   threads: 0               # torch's default
+  cache_mb: 1024           # decoded photos kept per DataLoader process (MiB)
   amp: false               # fp32 as the paper; true = bf16 autocast on CUDA, about 2x faster
 """
 

@@ -191,8 +191,10 @@ def test_augmentation_keeps_image_and_bits_aligned(shards, crop, scale):
             x = _bit_index(bits[valid], 1, W)
             y = _bit_index(bits[valid], 1 + W, H)
             sx, sy = img[..., 0][valid] / 12, img[..., 1][valid] / 15
-            assert np.abs(x - sx).max() <= 0.5 + 1e-3
-            assert np.abs(y - sy).max() <= 0.5 + 1e-3
+            # half a pixel, plus the photo's uint8 rounding (0.5 / 12 and 0.5 / 15 of a pixel)
+            # and OpenCV's 1/32-pixel sampling grid (1/64 at most)
+            assert np.abs(x - sx).max() <= 0.5 + 0.5 / 12 + 1 / 64 + 1e-3
+            assert np.abs(y - sy).max() <= 0.5 + 0.5 / 15 + 1 / 64 + 1e-3
             # the padding is empty in both
             assert np.all(s["image"].numpy()[:, ~valid] == 0)
             cols = np.where(valid.any(0))[0]
@@ -249,6 +251,83 @@ def test_augmentation_is_deterministic_per_seed_epoch_index(shards):
     c = pickle.loads(pickle.dumps(a))
     assert c._reader is None
     assert torch.equal(c[4]["image"], a[4]["image"]) and _eq(c[4]["bits"], a[4]["bits"])
+
+
+@pytest.mark.parametrize("shape,crop,scale", [((37, 53), (24, 30), (0.6, 1.7)), ((41, 29), (50, 60), (0.5, 1.0)),
+                                              ((30, 40), None, (0.8, 1.3))])
+def test_augmented_photo_is_torch_bilinear_of_the_kept_window(shape, crop, scale):
+    """The photo of a sample is F.interpolate(bilinear, align_corners=False) of the whole
+    photo at the drawn size, cropped (or padded with 0) where the label says, flipped with it:
+    equal within one uint8 level on a smooth photo (rounding + OpenCV's 1/32 px grid)."""
+    import torch.nn.functional as F
+    from train.data import augment_pair
+    rng = np.random.default_rng(0)
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    photo = np.stack([127 + 100 * np.sin(xx / 7.0 + yy / 11.0), 3.0 * xx + 2.0 * yy,
+                      127 + 90 * np.cos(yy / 5.0)], -1).round().clip(0, 255).astype(np.uint8)
+    codes = (yy * w + xx).astype(np.uint16)         # every source pixel its own code
+    for seed in range(12):
+        img, lab = augment_pair(photo, codes, np.random.default_rng(seed), crop=crop, scale=scale, flip=True,
+                                fill=65535)
+        r = np.random.default_rng(seed)            # replay the draws: scale, then the crop/pad offsets
+        s = float(r.uniform(*scale))
+        sh, sw = max(1, round(h * s)), max(1, round(w * s))
+        ref = F.interpolate(torch.from_numpy(photo).permute(2, 0, 1)[None].double(), size=(sh, sw), mode="bilinear",
+                            align_corners=False)[0].numpy()
+        ref = (ref - np.array(MEAN)[:, None, None] * 255) / (np.array(STD)[:, None, None] * 255)
+        valid = lab != 65535
+        assert img.dtype == np.float32 and img.shape == (3,) + lab.shape
+        assert np.all(img[:, ~valid] == 0)
+        ys, xs = np.nonzero(valid)
+        src_x = lab[valid] % w                       # the label names each kept pixel's source column
+        rows, cols = np.unique(ys), np.unique(xs)
+        win = img[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        flipped = cols.size > 1 and src_x[(ys == rows[0]) & (xs == cols[0])][0] > src_x[(ys == rows[0]) & (xs == cols[-1])][0]
+        if flipped:
+            win = win[:, :, ::-1]
+        # the window's place in the scaled photo: the best match (a half-pixel shift costs > 1 level here)
+        best = min(((np.abs(ref[:, a:a + win.shape[1], b:b + win.shape[2]] - win).max(), a, b)
+                    for a in range(sh - win.shape[1] + 1) for b in range(sw - win.shape[2] + 1)))
+        assert best[0] * 255 * max(STD) <= 1.0, (seed, best)
+
+
+def test_photo_cache_keeps_decoded_photos_within_its_budget(shards):
+    ds = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=2)
+    cold = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=2, cache_mb=0)
+    first = [ds[i] for i in range(len(ds))]
+    assert len(ds._photos) == len(ds) and ds._photo_bytes == len(ds) * H * W * 3
+    photo = ds.photo(ds.ids[0])
+    assert not photo.flags.writeable and np.array_equal(photo, _coord_image())
+    for i in range(len(ds)):   # cached, uncached and a second pass give the same samples
+        a, b, c = first[i], cold[i], ds[i]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["image"], c["image"])
+        assert _eq(a["bits"], b["bits"])
+    assert cold._photos == {} and cold._photo_bytes == 0
+    small = ShardDataset(shards, variant="p+b+i", cache_mb=2.5 * H * W * 3 / 2 ** 20)
+    for i in range(len(small)):
+        small[i]
+    assert len(small._photos) == 2   # the budget holds two photos; the rest are decoded each time
+    c = pickle.loads(pickle.dumps(ds))   # a worker process starts with an empty cache
+    assert c._photos == {} and c._photo_bytes == 0
+    with pytest.raises(ValueError, match="cache_mb"):
+        ShardDataset(shards, cache_mb=-1)
+
+
+def test_preload_decodes_once_within_the_budget(shards, monkeypatch):
+    ds = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=2)
+    want = [ds[i] for i in range(len(ds))]
+    pre = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=2)
+    assert pre.preload(threads=3) == len(pre) and pre._photo_bytes == len(pre) * H * W * 3
+
+    def no_decode(image_id):
+        raise AssertionError(f"decoded {image_id} again")
+    monkeypatch.setattr(pre.reader, "image", no_decode)
+    for i in range(len(pre)):   # every sample from the kept photos, as without them
+        assert torch.equal(pre[i]["image"], want[i]["image"]) and _eq(pre[i]["bits"], want[i]["bits"])
+    assert pre.preload() == len(pre)   # nothing left to do
+    part = ShardDataset(shards, variant="p+b+i", cache_mb=3.5 * H * W * 3 / 2 ** 20)
+    assert part.preload() == 3 and list(part._photos) == part.ids[:3]
 
 
 # ----------------------------------------------------------------------------- sampling

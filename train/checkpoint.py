@@ -32,7 +32,7 @@ from pipeline.core.fileio import atomic_path
 from .networks import build_model
 
 #: ``train`` knobs that change how a run goes, not the model it makes (left out of ``meta``).
-RUN_ONLY = ("variants", "threads", "workers", "checkpoint_every", "log_every")
+RUN_ONLY = ("variants", "threads", "workers", "cache_mb", "checkpoint_every", "log_every")
 #: The modules whose code makes the model: an edit to one of them is a new model.
 TRAINER_MODULES = ("train.checkpoint", "train.data", "train.efficientnet", "train.fit", "train.losses",
                    "train.networks")

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -58,9 +59,18 @@ _MEAN = np.array(MEAN, np.float32) * 255
 _INV_STD = 1 / (np.array(STD, np.float32) * 255)
 
 
-def _normalized(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H, W, 3) float32 normalised."""
-    return (np.asarray(image, np.float32) - _MEAN) * _INV_STD
+def _normalized(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, H, W) float32 normalised, ``(x - MEAN * 255) / (STD * 255)``
+    channel by channel (written into ``out`` when given; one pass per channel, no float
+    copy of the whole (H, W, 3) photo)."""
+    if out is None:
+        out = np.empty((3,) + image.shape[:2], np.float32)
+    for c in range(3):
+        o = out[c]
+        o[...] = image[:, :, c]
+        o -= _MEAN[c]
+        o *= _INV_STD[c]
+    return out
 
 
 def normalize(image: np.ndarray) -> torch.Tensor:
@@ -68,7 +78,7 @@ def normalize(image: np.ndarray) -> torch.Tensor:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-    return torch.from_numpy(np.ascontiguousarray(_normalized(image).transpose(2, 0, 1)))
+    return torch.from_numpy(_normalized(image))
 
 
 # ----------------------------------------------------------------------------- variants
@@ -106,7 +116,8 @@ def variant_items(reader: ShardReader, variant: str) -> list[tuple[str, int]]:
 
 def _axis(n: int, scaled: int, crop: int | None, rng) -> tuple:
     """Along one axis of length ``n`` scaled to ``scaled`` and cropped/padded to ``crop``:
-    (bilinear i0, i1, w), nearest index, the output length and where the image lands in it."""
+    the first scaled pixel kept and how many (``start``, ``span``), the nearest source index
+    of each kept pixel, the output length and where the kept pixels land in it."""
     out = scaled if crop is None else crop
     if scaled >= out:
         start, dest = int(rng.integers(0, scaled - out + 1)), 0
@@ -115,42 +126,44 @@ def _axis(n: int, scaled: int, crop: int | None, rng) -> tuple:
         start, dest = 0, int(rng.integers(0, out - scaled + 1))
         span = scaled
     q = np.arange(start, start + span, dtype=np.float64) + 0.5
-    ratio = n / scaled
-    src = np.maximum(q * ratio - 0.5, 0.0)                  # torch's bilinear, align_corners=False
-    i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
-    i1 = np.minimum(i0 + 1, n - 1)
-    w = (src - i0).astype(np.float32)
-    nearest = np.minimum(np.floor(q * ratio).astype(np.int64), n - 1)  # the source pixel holding q's centre
-    return (i0, i1, w), nearest, out, dest
+    nearest = np.minimum(np.floor(q * (n / scaled)).astype(np.int64), n - 1)  # the source pixel holding q's centre
+    return (start, span), nearest, out, dest
 
 
 def augment_pair(image: np.ndarray, bits: np.ndarray, rng, crop=None, scale=TrainConfig.scale,
                  flip=TrainConfig.flip, fill=0):
-    """Jointly scale, crop/pad and flip a normalised (H, W, 3) float32 image and its (H, W)
-    label (bitsets or class-id codes).  Image bilinear, label nearest; padding is 0 in the
-    image and ``fill`` (the label's ignore value) in the label.  Always draws the same
-    random numbers in the same order (scale, crop y, crop x, flip)."""
+    """Jointly scale, crop/pad and flip an (H, W, 3) uint8 photo and its (H, W) label
+    (class-id codes or bitsets); the photo comes out normalised.
+
+    Returns ``(image, label)``: (3, h, w) float32 normalised with MEAN/STD and (h, w) of the
+    label's dtype.  Image bilinear -- torch's ``align_corners=False`` sampling, source
+    ``(q + 0.5) * n / scaled - 0.5`` clamped to the photo, computed by OpenCV on uint8 for
+    the kept window only (coordinates to 1/32 px, values rounded to integers) -- label
+    nearest (the source pixel holding the output pixel's centre; codes are never blended).
+    Padding is 0 in the image (the mean) and ``fill`` (the label's ignore value) in the
+    label.  Always draws the same random numbers in the same order (scale, crop y, crop x,
+    flip), so a sample depends on ``rng``'s seed alone.
+    """
     h, w = bits.shape
     s = float(rng.uniform(scale[0], scale[1])) if scale is not None else 1.0
     sh, sw = max(1, round(h * s)), max(1, round(w * s))
-    (y0, y1, wy), ny, oh, dy = _axis(h, sh, None if crop is None else crop[0], rng)
-    (x0, x1, wx), nx, ow, dx = _axis(w, sw, None if crop is None else crop[1], rng)
+    (y_start, y_span), ny, oh, dy = _axis(h, sh, None if crop is None else crop[0], rng)
+    (x_start, x_span), nx, ow, dx = _axis(w, sw, None if crop is None else crop[1], rng)
     do_flip = bool(rng.random() < 0.5) and flip
-    a = image[y0]
-    rows = a + (image[y1] - a) * wy[:, None, None]
-    a = rows[:, x0]
-    img = a + (rows[:, x1] - a) * wx[None, :, None]
-    lab = bits[ny[:, None], nx[None, :]]
-    if (oh, ow) != img.shape[:2]:
-        canvas = np.zeros((oh, ow, 3), np.float32)
-        canvas[dy:dy + img.shape[0], dx:dx + img.shape[1]] = img
-        img = canvas
-        canvas = np.full((oh, ow), fill, bits.dtype)
-        canvas[dy:dy + lab.shape[0], dx:dx + lab.shape[1]] = lab
-        lab = canvas
+    ry, rx = h / sh, w / sw
+    m = np.array([[rx, 0.0, (x_start + 0.5) * rx - 0.5], [0.0, ry, (y_start + 0.5) * ry - 0.5]])
+    window = cv2.warpAffine(np.ascontiguousarray(image), m, (x_span, y_span),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    lab = np.take(np.take(bits, ny, axis=0), nx, axis=1)
     if do_flip:
-        img, lab = img[:, ::-1], lab[:, ::-1]
-    return img, lab
+        window, lab, dx = window[:, ::-1], lab[:, ::-1], ow - dx - x_span
+    if (oh, ow) == (y_span, x_span):
+        return _normalized(window), np.ascontiguousarray(lab)
+    img = np.zeros((3, oh, ow), np.float32)
+    _normalized(window, img[:, dy:dy + y_span, dx:dx + x_span])
+    canvas = np.full((oh, ow), fill, bits.dtype)
+    canvas[dy:dy + y_span, dx:dx + x_span] = lab
+    return img, canvas
 
 
 def _bits_int64(bits: np.ndarray) -> torch.Tensor:
@@ -190,8 +203,13 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, shard_dir, split: str = "train", variant: str = "p+b+i", crop=None,
-                 scale=TrainConfig.scale, flip: bool = TrainConfig.flip, augment: bool = True, seed: int = 0):
+                 scale=TrainConfig.scale, flip: bool = TrainConfig.flip, augment: bool = True, seed: int = 0,
+                 cache_mb: int = TrainConfig.cache_mb):
         self.shard_dir, self.split, self.variant = shard_dir, split, variant
+        if cache_mb < 0:
+            raise ValueError(f"cache_mb must be >= 0, got {cache_mb}")
+        self.cache_mb = cache_mb
+        self._photos, self._photo_bytes = {}, 0
         if crop is not None:
             crop = (int(crop[0]), int(crop[1]))
             if min(crop) < 1:
@@ -225,8 +243,23 @@ class ShardDataset(Dataset):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_reader=None, _pid=None, _linked=[])
+        state.update(_reader=None, _pid=None, _linked=[], _photos={}, _photo_bytes=0)
         return state
+
+    def photo(self, image_id) -> np.ndarray:
+        """The decoded (H, W, 3) uint8 photo (read-only), kept while the decoded photos fit
+        in ``cache_mb`` MiB: decoding a PNG costs several times what the rest of a sample
+        does, and every epoch reads every photo again.  The first read checks the stored
+        CRC-32; photos beyond the budget are decoded each time.  The kept photos survive a
+        fork (DataLoader workers on Linux share them, see :meth:`preload`), not a pickle."""
+        image = self._photos.get(image_id)
+        if image is None:
+            image = self.reader.image(image_id)
+            if self._photo_bytes + image.nbytes <= self.cache_mb * 2 ** 20:
+                image.flags.writeable = False
+                self._photos[image_id] = image
+                self._photo_bytes += image.nbytes
+        return image
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -239,12 +272,36 @@ class ShardDataset(Dataset):
     def subset_sizes(self) -> dict[str, int]:
         return {k: self.kinds.count(c) for k, c in KIND_CODE.items()}
 
+    def preload(self, threads: int = 2) -> int:
+        """Decode the variant's photos into the cache, in id order, until ``cache_mb`` is
+        full; returns how many are kept.  Call it before the DataLoader starts its workers:
+        forked workers then share these pages instead of each decoding and keeping its own
+        copy (a spawned worker starts empty and fills its own).  ``threads`` decode at once
+        (the decoder releases the GIL)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from pipeline.core.fileio import decode_image
+        budget = self.cache_mb * 2 ** 20
+        todo = [i for i in dict.fromkeys(self.ids) if i not in self._photos]
+        r = self.reader
+        with ThreadPoolExecutor(max(1, int(threads))) as pool:
+            for a in range(0, len(todo), 64):
+                chunk = todo[a:a + 64]
+                data = [(r.image_bytes(i), f"{self.shard_dir}:{i}") for i in chunk]   # reads (and CRCs) here
+                for image_id, image in zip(chunk, pool.map(lambda d: decode_image(*d), data)):
+                    if self._photo_bytes + image.nbytes > budget:
+                        return len(self._photos)
+                    image.flags.writeable = False
+                    self._photos[image_id] = image
+                    self._photo_bytes += image.nbytes
+        return len(self._photos)
+
     def raw(self, index: int):
         """(image uint8 (H, W, 3), label :class:`LabelMap` (all ignored for the image kind),
         kind, tags bool)."""
         image_id, kind = self.items[index]
         r = self.reader
-        image = r.image(image_id)
+        image = self.photo(image_id)
         if self.variant == "ub":
             label = r.truth_map(image_id)
         elif kind == 2:
@@ -266,13 +323,14 @@ class ShardDataset(Dataset):
         if not 0 <= index < len(self.items):
             raise IndexError(f"index {index} out of range for {len(self.items)} items")
         image, label, kind, tags = self.raw(index)
-        image = _normalized(image)
         codes = label.codes
         if self.augment:
             rng = np.random.default_rng([self.seed, epoch, index])
             image, codes = augment_pair(image, codes, rng, crop=self.crop, scale=self.scale, flip=self.flip,
                                         fill=label.ignore)
-        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        else:
+            image = _normalized(image)
+        return {"image": torch.from_numpy(image),
                 "bits": label_target(label, codes),
                 "kind": torch.tensor(kind, dtype=torch.int64),
                 "tags": torch.from_numpy(tags.astype(np.float32)),

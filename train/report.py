@@ -61,7 +61,7 @@ def results_table(results: dict, arch: str, title: str = "") -> str:
 
 #: Knobs that never change the results (left out when a run is matched with the reference);
 #: ``train.seed`` too: the reference spans seeds.
-RUN_ONLY = ("threads", "workers", "checkpoint_every", "log_every", "variants", "n_jobs", "shard_size", "out")
+RUN_ONLY = ("threads", "workers", "cache_mb", "checkpoint_every", "log_every", "variants", "n_jobs", "shard_size", "out")
 
 
 def settings(cfg, sections) -> dict:

@@ -511,6 +511,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = knob(0, lo=0)
     threads: int = knob(2, lo=0)
+    cache_mb: int = knob(1024, lo=0)
     amp: bool = True
 
     @classmethod
