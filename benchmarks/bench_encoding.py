@@ -12,10 +12,10 @@ side in one run (issue #13).
    holds at most 64 classes: at 81 classes only format 3 is measured.
 2. **loss**: forward + backward of the box/pixel loss on (8, C+1, 320, 320) float32 logits with
    C+1 = 21 and 81, targets like those maps (about 2 % soft and 10 % ignored pixels):
-   ``bitset_loss`` (format 2's int64 bitsets; at most 64 classes) and ``class_set_loss`` (format
-   3's class-set targets), and for scale a dense-target loss (an (N, C+1, H, W) float target made
-   from the classes each time, the usual soft cross-entropy).  1 torch thread, median of
-   ``--repeats``.
+   ``class_set_loss`` (format 3's class-set targets, the trainer's loss) and for scale a
+   dense-target loss (an (N, C+1, H, W) float target made from the classes each time, the usual
+   soft cross-entropy).  1 torch thread, median of ``--repeats``.  (The former int64-bitset loss
+   of format 2 is gone from ``train.losses``; results files made before it went also time it.)
 
 The formats (and the losses) are timed in turn within each round, after a warm-up round, so a
 change of the machine's load hits them alike.
@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.core.shards import (ShardReader, bitset_dtype, encode_bitsets, write_label_shard)  # noqa: E402
-from train.losses import bits_to_target, bitset_loss, class_set_loss  # noqa: E402
+from train.losses import bits_to_target, class_set_loss  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pipeline import load_average, machine_info  # noqa: E402
@@ -136,7 +136,6 @@ def bench_loss(num_classes: int, repeats: int, seed: int, n=8, size=320) -> dict
         lut = torch.round(torch.arange(64) * ((num_classes - 1) / 63)).long()
         target = type(target)(torch.where(target.labels >= 0, lut[target.labels.clamp_min(0)], target.labels),
                               lut[target.sets], target.offsets)
-        bits_t = None
     logits = torch.randn(n, num_classes, size, size)
 
     dense = torch.zeros(n, num_classes, size, size)
@@ -157,12 +156,8 @@ def bench_loss(num_classes: int, repeats: int, seed: int, n=8, size=320) -> dict
 
     fns = {"format3_class_set_loss": lambda x: class_set_loss(x, target),
            "dense_target_loss": lambda x: dense_loss(x, make_dense(), labels != -1)}
-    if bits_t is not None:
-        fns = {"format2_bitset_loss": lambda x: bitset_loss(x, bits_t), **fns}
-    else:
-        out["format2_bitset_loss"] = "n/a: a bitset holds at most 64 classes"
     times = {k: [] for k in fns}
-    for rep in range(repeats + 1):   # the three in turn each repeat: the same load; repeat 0 warms up
+    for rep in range(repeats + 1):   # the two in turn each repeat: the same load; repeat 0 warms up
         for name, fn in fns.items():
             x = logits.clone().requires_grad_()
             t0 = time.perf_counter()
@@ -171,9 +166,9 @@ def bench_loss(num_classes: int, repeats: int, seed: int, n=8, size=320) -> dict
                 times[name].append(time.perf_counter() - t0)
     for name, t in times.items():
         out[name] = {"median_s": round(statistics.median(t), 4), "min_s": round(min(t), 4), "repeats": repeats}
-    if bits_t is not None:   # the same value, as a check
-        x = logits.clone()
-        out["max_abs_diff_old_new"] = float((bitset_loss(x, bits_t) - class_set_loss(x, target)).abs())
+    x = logits.clone()   # the same value, as a check
+    out["max_abs_diff_class_set_dense"] = float((class_set_loss(x, target) - dense_loss(x, make_dense(),
+                                                                                        labels != -1)).abs())
     return out
 
 

@@ -22,7 +22,7 @@ evaluation's 0.875 crop). Reported per normalisation:
   top-1 confidence;
 * the top-5 classes (names from ``train/imagenet_classes.txt``) with probabilities for a
   few photos of each set;
-* that ``EfficientNetLite0LRASPP``'s fixed input affine maps the trainer's normalisation onto
+* that ``EfficientNetLiteLRASPP``'s fixed input affine maps the trainer's normalisation onto
   the ``tf`` one (max abs error).
 
 The MSRC photos, whose objects are labelled, decide (``verdict``): with ``tf`` the top-1 is
@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pipeline import cpu_model  # noqa: E402
 
 from train.data import MEAN, STD  # noqa: E402
-from train.efficientnet import (WEIGHTS_MEAN, WEIGHTS_STD, EfficientNetLite0,  # noqa: E402
-                                EfficientNetLite0LRASPP, imagenet_class_names, load_lite0_weights)
+from train.efficientnet import (LITE, PRETRAINED_NAMES, WEIGHTS_MEAN, WEIGHTS_STD, EfficientNetLite,  # noqa: E402
+                                EfficientNetLiteLRASPP, imagenet_class_names, load_lite_weights)
 
 
 def _span(a, b):
@@ -154,7 +154,7 @@ def summarise(p: torch.Tensor, labels=None) -> dict:
 def affine_error() -> float:
     """Max abs difference between the segmentation model's input affine applied to
     ImageNet-normalised pixels and the ``tf`` normalisation of the same pixels."""
-    model = EfficientNetLite0LRASPP(2)
+    model = EfficientNetLiteLRASPP(2)
     rgb = torch.arange(256.0).view(1, 1, 256, 1).expand(1, 3, 256, 1)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) * 255 for v in (MEAN, STD))
     mapped = ((rgb - mean) / std) * model.input_scale + model.input_shift
@@ -166,7 +166,10 @@ def main(argv=None):
     ap.add_argument("--camvid", type=Path, required=True, help="Folder of CamVid photos (*.png), e.g. its val/.")
     ap.add_argument("--msrc", type=Path, required=True, help="MSRC-v2 folder with images/ and classmaps/.")
     ap.add_argument("--weights", default="efficientnet-lite0",
-                    help="efficientnet-lite0 (the installed package's file) or a .pth path.")
+                    help="efficientnet-lite0/1/2 (the installed package's file) or a .pth path.")
+    ap.add_argument("--variant", type=int, choices=sorted(LITE), default=None,
+                    help="EfficientNet-Lite variant of a .pth file (a package name says its own). "
+                         "Every variant sees 224 px crops (Lite1/2 were trained at 240/260).")
     ap.add_argument("--limit", type=int, default=None, help="At most this many photos of each set.")
     ap.add_argument("--quick", action="store_true", help="Smoke run: 24 photos of each set (~15 s).")
     ap.add_argument("--examples", type=int, default=4, help="Photos of each set whose top-5 is listed.")
@@ -177,12 +180,13 @@ def main(argv=None):
         args.limit = 24
     torch.set_num_threads(args.threads)
 
-    model = EfficientNetLite0(classifier=True).eval()
-    report = load_lite0_weights(model, args.weights)
+    variant = PRETRAINED_NAMES.get(args.weights, args.variant or 0)
+    model = EfficientNetLite(classifier=True, variant=variant).eval()
+    report = load_lite_weights(model, args.weights)
     class_names = imagenet_class_names()
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "cpu": cpu_model(), "torch": torch.__version__,
-              "weights": args.weights, "keys_loaded": len(report.loaded),
+              "weights": args.weights, "variant": variant, "keys_loaded": len(report.loaded),
               "preprocessing": "bicubic resize of the short side to 256, centre crop 224",
               "normalisations": {"imagenet": "train.data MEAN/STD (torchvision)", "tf": "(rgb - 127) / 128"},
               "sets": {}, "examples": {}}

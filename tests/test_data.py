@@ -261,7 +261,6 @@ def test_augmented_photo_is_torch_bilinear_of_the_kept_window(shape, crop, scale
     equal within one uint8 level on a smooth photo (rounding + OpenCV's 1/32 px grid)."""
     import torch.nn.functional as F
     from train.data import augment_pair
-    rng = np.random.default_rng(0)
     h, w = shape
     yy, xx = np.mgrid[:h, :w]
     photo = np.stack([127 + 100 * np.sin(xx / 7.0 + yy / 11.0), 3.0 * xx + 2.0 * yy,
@@ -445,16 +444,19 @@ def test_mixed_batches_mix_kinds_and_cover_every_item():
 
 def test_collate_pads_to_the_largest():
     def item(h, w, k, v):
-        return {"image": torch.full((3, h, w), v), "bits": torch.full((h, w), 5, dtype=torch.int64),
-                "kind": torch.tensor(k), "tags": torch.ones(4), "index": k}
+        target = ClassSetTarget(torch.full((h, w), 5, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+                                torch.zeros(1, dtype=torch.int64))
+        return {"image": torch.full((3, h, w), v), "bits": target, "kind": torch.tensor(k), "tags": torch.ones(4),
+                "index": k}
 
     b = collate([item(3, 5, 0, 1.0), item(4, 2, 1, 2.0)])
-    assert b["image"].shape == (2, 3, 4, 5) and b["bits"].shape == (2, 4, 5)
+    labels = b["bits"].labels
+    assert b["image"].shape == (2, 3, 4, 5) and labels.shape == (2, 4, 5)
     assert b["kind"].tolist() == [0, 1] and b["index"].tolist() == [0, 1] and b["tags"].shape == (2, 4)
     assert torch.all(b["image"][0, :, :3] == 1) and torch.all(b["image"][0, :, 3] == 0)
     assert torch.all(b["image"][1, :, :, :2] == 2) and torch.all(b["image"][1, :, :, 2:] == 0)
-    assert torch.all(b["bits"][0, 3] == 0) and torch.all(b["bits"][1, :, 2:] == 0)
-    assert int((b["bits"] == 5).sum()) == 3 * 5 + 4 * 2
+    assert torch.all(labels[0, 3] == -1) and torch.all(labels[1, :, 2:] == -1)   # padding is ignored
+    assert int((labels == 5).sum()) == 3 * 5 + 4 * 2
 
 
 def test_collate_joins_the_class_set_tables():

@@ -1,5 +1,6 @@
-"""The loss from class-id targets (issue #13): any class count, no one-hot target, the same
-values and gradients as the bitset loss it replaces, exact zero gradient on ignored pixels."""
+"""The loss from class-id targets (issue #13): any class count, no one-hot target, the values and
+gradients of the definition (Eq. 3-4), exact zero gradient on ignored pixels; bitsets only through
+``bits_to_target``."""
 
 import math
 
@@ -8,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from train.losses import (ClassSetTarget, bits_to_target, bitset_loss, class_set_loss, image_loss,  # noqa: E402
+from train.losses import (ClassSetTarget, bits_to_target, class_set_loss, decode_bits, image_loss,  # noqa: E402
                           mixseg_loss, target_bits)
 
 
@@ -24,24 +25,51 @@ def _random_bits(rng, shape, num_classes):
     return torch.from_numpy(bits.view(np.int64))
 
 
+def _dense_reference(x, bits, num_classes):
+    """The definition written out densely: per pixel -(1/|s_i|) sum_c s_ic log softmax(f_i)_c, 0 where
+    |s_i| = 0, with s from the per-class boolean mask of the bitsets."""
+    s = decode_bits(bits, num_classes).to(x.dtype)
+    count = s.sum(1)
+    per = -(s * torch.log_softmax(x, 1)).sum(1) / count.clamp_min(1)
+    return per, count
+
+
 @pytest.mark.parametrize("num_classes", [2, 5, 21, 33, 64])
 @pytest.mark.parametrize("reduction", ["mean", "paper", "sum", "none"])
-def test_the_class_set_loss_equals_the_bitset_loss(num_classes, reduction):
+def test_random_bitsets_as_targets_give_the_dense_definition(num_classes, reduction):
+    """Random bitsets of every kind (bit 63 included at 64 classes): ``bits_to_target`` and
+    ``target_bits`` are inverse, and the class-set loss and its gradient are those of the dense
+    formula for every reduction."""
     rng = np.random.default_rng(num_classes)
     bits = _random_bits(rng, (3, 6, 7), num_classes)
     target = bits_to_target(bits, num_classes)
     assert torch.equal(target_bits(target), bits)
     x = torch.randn(3, num_classes, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
                     requires_grad=True)
-    old = bitset_loss(x, bits, reduction)
-    new = class_set_loss(x, target, reduction)
-    assert torch.equal(old, new)    # the same operations in the same order: bit for bit
-    g_old, = torch.autograd.grad(old.sum(), x)
-    g_new, = torch.autograd.grad(new.sum(), x)
-    assert torch.equal(g_old, g_new)
-    # float32 and the legacy int64 input of the new function
-    x32 = x.detach().float().requires_grad_()
-    torch.testing.assert_close(class_set_loss(x32, bits, reduction), bitset_loss(x32, bits, reduction))
+    per, count = _dense_reference(x, bits, num_classes)
+    want = {"none": per, "sum": per.sum(), "paper": per.sum() / (num_classes - 1),
+            "mean": per.sum() / (count > 0).sum().clamp_min(1)}[reduction]
+    got = class_set_loss(x, target, reduction)
+    torch.testing.assert_close(got, want)
+    g_got, = torch.autograd.grad(got.sum(), x)
+    g_want, = torch.autograd.grad(want.sum(), x)
+    torch.testing.assert_close(g_got, g_want)
+    assert bool((g_got.permute(0, 2, 3, 1)[count == 0] == 0).all())   # ignored pixels: exactly zero
+
+
+def test_a_raw_bitset_tensor_is_refused():
+    """Only ClassSetTargets are taken: int64 bitsets must go through bits_to_target first."""
+    x = torch.zeros(1, 3, 2, 2)
+    raw = torch.tensor([[[2, 4], [6, 0]]], dtype=torch.int64)
+    with pytest.raises(TypeError, match="must be a ClassSetTarget .* got Tensor .*bits_to_target"):
+        mixseg_loss(x, raw, torch.tensor([1]), None)
+    with pytest.raises(TypeError, match="must be a ClassSetTarget"):
+        mixseg_loss(x, raw, torch.tensor([0]), None)   # a pixel sample
+    with pytest.raises(TypeError, match="must be a ClassSetTarget"):
+        class_set_loss(x, raw)
+    # converted, the same pixels are fine
+    total, _ = mixseg_loss(x, bits_to_target(raw, 3), torch.tensor([1]), None)
+    assert total.item() == pytest.approx(math.log(3))
 
 
 def _soft_case():

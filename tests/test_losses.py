@@ -8,7 +8,7 @@ The hand-worked example: one 2x2 image, 3 classes (background + C = 2), logits p
     p10 = [0, log 2, log 5]   softmax = [1/8, 2/8, 5/8]        -log p = [2.0794415, 1.3862944, 0.4700036]
     p11 = [2, 0, 0]           S = e^2 + 2                       -log p_0 = log S - 2 = 0.2395448
 
-Label bitsets (bit c <=> class c):
+Label bitsets (bit c <=> class c), given to the loss as ClassSetTargets (``bits_to_target``):
 
     ONE_HOT = [[2, 4], [1, 0]]  classes 1, 2, 0 and one ignored pixel
               losses 1.0986123 + 0.4076060 + 2.0794415 + 0 = 3.5856598 over 3 labelled pixels
@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.shards import decode_bitsets
-from train.losses import bitset_loss, decode_bits, image_loss, mixseg_loss
+from train.losses import ClassSetTarget, bits_to_target, class_set_loss, decode_bits, image_loss, mixseg_loss
 
 LN2, LN3, LN5 = math.log(2), math.log(3), math.log(5)
 
@@ -71,6 +71,11 @@ def bits(*maps):
     return torch.tensor(maps, dtype=torch.int64)
 
 
+def target(*maps, num_classes=3):
+    """The class-set target of hand-written bitset maps."""
+    return bits_to_target(bits(*maps), num_classes)
+
+
 def constant_map(v, h=2, w=2):
     return [[[x] * w for _ in range(h)] for x in v]
 
@@ -109,12 +114,12 @@ def test_decode_bits_rejects_bits_beyond_the_classes():
         decode_bits(bits([[-2 ** 63]]), 63)  # bit 63 with only 63 classes
 
 
-# ----------------------------------------------------------------------------- bitset_loss
+# ----------------------------------------------------------------------------- class_set_loss
 
 def test_one_hot_pixels_give_the_cross_entropy():
     f = logits()
-    assert bitset_loss(f, bits(ONE_HOT), "mean").item() == pytest.approx(ONE_HOT_SUM / 3, abs=1e-6)
-    per = bitset_loss(f, bits(ONE_HOT), "none")[0]
+    assert class_set_loss(f, target(ONE_HOT), "mean").item() == pytest.approx(ONE_HOT_SUM / 3, abs=1e-6)
+    per = class_set_loss(f, target(ONE_HOT), "none")[0]
     assert per.flatten().tolist() == pytest.approx([CE_P00, CE_P01, CE_P10_BG, 0.0], abs=1e-6)
     # and torch's own cross-entropy (class maps with ignore_index) on random data
     g = torch.Generator().manual_seed(0)
@@ -122,12 +127,12 @@ def test_one_hot_pixels_give_the_cross_entropy():
     cls = torch.randint(0, 6, (2, 6, 7), generator=g)  # 5 = ignored
     b = torch.where(cls < 5, torch.ones_like(cls) << cls.clamp(max=4), 0)
     ref = F.cross_entropy(x, cls, ignore_index=5)
-    assert bitset_loss(x, b, "mean").item() == pytest.approx(ref.item(), rel=1e-6)
+    assert class_set_loss(x, bits_to_target(b, 5), "mean").item() == pytest.approx(ref.item(), rel=1e-6)
 
 
 def test_one_hot_gradient_is_softmax_minus_one_hot():
     f = logits(grad=True)
-    bitset_loss(f, bits([[0, 4], [0, 0]]), "mean").backward()  # only p01, class 2
+    class_set_loss(f, target([[0, 4], [0, 0]]), "mean").backward()  # only p01, class 2
     # softmax([1, 2, 3]) = [e, e^2, e^3] / 30.1928749 = [0.0900306, 0.2447285, 0.6652410]
     assert f.grad[0, :, 0, 1].tolist() == pytest.approx([0.0900306, 0.2447285, 0.6652410 - 1.0], abs=1e-6)
     assert f.grad[0, :, 0, 0].abs().sum() == 0 and f.grad[0, :, 1, :].abs().sum() == 0
@@ -135,28 +140,28 @@ def test_one_hot_gradient_is_softmax_minus_one_hot():
 
 def test_a_two_bit_pixel_gives_the_half_weighted_sum():
     f = logits()
-    assert bitset_loss(f, bits([[0, 0], [6, 0]]), "mean").item() == pytest.approx(TWO_BIT_P10, abs=1e-6)
-    assert bitset_loss(f, bits(SOFT), "none")[0, 1, 0].item() == pytest.approx(0.9281490, abs=1e-6)
+    assert class_set_loss(f, target([[0, 0], [6, 0]]), "mean").item() == pytest.approx(TWO_BIT_P10, abs=1e-6)
+    assert class_set_loss(f, target(SOFT), "none")[0, 1, 0].item() == pytest.approx(0.9281490, abs=1e-6)
     # three bits at p00 (uniform softmax): (3 * log 3) / 3 = log 3
-    assert bitset_loss(f, bits([[7, 0], [0, 0]]), "mean").item() == pytest.approx(CE_P00, abs=1e-6)
+    assert class_set_loss(f, target([[7, 0], [0, 0]]), "mean").item() == pytest.approx(CE_P00, abs=1e-6)
 
 
 def test_an_empty_bitset_pixel_contributes_nothing_and_gets_zero_gradient():
     f = logits(grad=True)
-    loss = bitset_loss(f, bits(SOFT), "mean")
+    loss = class_set_loss(f, target(SOFT), "mean")
     loss.backward()
     assert loss.item() == pytest.approx(SOFT_SUM / 3, abs=1e-6)  # mean over 3 pixels, not 4
     assert f.grad[0, :, 1, 1].tolist() == [0.0, 0.0, 0.0]
     assert f.grad[0, :, :1].abs().sum() > 0
     # whatever the ignored pixel's logits are, the loss is the same
     other = [[[c[0][0], c[0][1]], [c[1][0], v]] for c, v in zip(LOGITS, [50.0, -7.0, 3.0])]
-    assert bitset_loss(logits(other), bits(SOFT), "mean").item() == pytest.approx(loss.item(), abs=1e-6)
+    assert class_set_loss(logits(other), target(SOFT), "mean").item() == pytest.approx(loss.item(), abs=1e-6)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "paper", "sum"])
 def test_no_labelled_pixel_gives_zero_loss_and_zero_gradient(reduction):
     f = logits(None, None, grad=True)
-    loss = bitset_loss(f, torch.zeros(2, 2, 2, dtype=torch.int64), reduction)
+    loss = class_set_loss(f, bits_to_target(torch.zeros(2, 2, 2, dtype=torch.int64), 3), reduction)
     loss.backward()
     assert loss.item() == 0.0 and torch.isfinite(loss)
     assert f.grad is not None and f.grad.abs().sum() == 0
@@ -165,30 +170,31 @@ def test_no_labelled_pixel_gives_zero_loss_and_zero_gradient(reduction):
 def test_paper_reduction_is_the_pixel_sum_over_c_summed_over_the_batch():
     f = logits()
     # C = 2 foreground classes: 2.4343672 / 2 = 1.2171836
-    assert bitset_loss(f, bits(SOFT), "paper").item() == pytest.approx(1.2171836241, abs=1e-6)
-    assert bitset_loss(f, bits(SOFT), "sum").item() == pytest.approx(SOFT_SUM, abs=1e-6)
+    assert class_set_loss(f, target(SOFT), "paper").item() == pytest.approx(1.2171836241, abs=1e-6)
+    assert class_set_loss(f, target(SOFT), "sum").item() == pytest.approx(SOFT_SUM, abs=1e-6)
     # batch of two: (2.4343672 + 3.5856598) / 2 = 3.0100135; the mean is over the 6 labelled pixels = 1.0033378
-    f2, b2 = logits(None, None), bits(SOFT, ONE_HOT)
-    assert bitset_loss(f2, b2, "paper").item() == pytest.approx(3.0100135216, abs=1e-6)
-    assert bitset_loss(f2, b2, "mean").item() == pytest.approx(1.0033378405, abs=1e-6)
+    f2, t2 = logits(None, None), target(SOFT, ONE_HOT)
+    assert class_set_loss(f2, t2, "paper").item() == pytest.approx(3.0100135216, abs=1e-6)
+    assert class_set_loss(f2, t2, "mean").item() == pytest.approx(1.0033378405, abs=1e-6)
 
 
 def test_class_63_pixels_are_scored_on_channel_63():
     f = torch.zeros(1, 64, 1, 1)
-    b = bits([[-2 ** 63]])
-    assert bitset_loss(f, b, "mean").item() == pytest.approx(math.log(64), abs=1e-5)  # 4.1588831
+    t = target([[-2 ** 63]], num_classes=64)
+    assert t.labels.tolist() == [[[63]]]
+    assert class_set_loss(f, t, "mean").item() == pytest.approx(math.log(64), abs=1e-5)  # 4.1588831
     f[0, 63] = math.log(63)  # softmax_63 = 63 / (63 + 63) = 1/2
-    assert bitset_loss(f, b, "mean").item() == pytest.approx(LN2, abs=1e-5)
+    assert class_set_loss(f, t, "mean").item() == pytest.approx(LN2, abs=1e-5)
     # paper: ln 2 / C with C = 63
-    assert bitset_loss(f, b, "paper").item() == pytest.approx(LN2 / 63, abs=1e-7)
+    assert class_set_loss(f, t, "paper").item() == pytest.approx(LN2 / 63, abs=1e-7)
 
 
-def test_bitset_loss_is_stable_at_huge_logits():
+def test_class_set_loss_is_stable_at_huge_logits():
     # p00 = [1e4, -1e4, 0] of class 1: -log softmax = 1e4 - (-1e4) + log(1 + e^-2e4 + e^-1e4) = 2e4
     # p01 = same logits, class 0: 0;  p10 = [-1e4, 1e4, -1e4] of classes {0, 2}: (2e4 + 2e4) / 2 = 2e4
     m = [[[1e4, 1e4], [-1e4, 0.0]], [[-1e4, -1e4], [1e4, 0.0]], [[0.0, 0.0], [-1e4, 0.0]]]
     f = logits(m, grad=True)
-    loss = bitset_loss(f, bits([[2, 1], [5, 0]]), "mean")
+    loss = class_set_loss(f, target([[2, 1], [5, 0]]), "mean")
     loss.backward()
     assert loss.item() == pytest.approx(4e4 / 3, rel=1e-6)
     assert torch.isfinite(f.grad).all()
@@ -199,30 +205,34 @@ def test_bitset_loss_is_stable_at_huge_logits():
 
 def test_half_precision_logits_are_computed_in_float32():
     f = logits(dtype=torch.bfloat16, grad=True)  # 0, 1, 2, 3, log 2, log 5 are close enough in bf16
-    loss = bitset_loss(f, bits(ONE_HOT), "mean")
+    loss = class_set_loss(f, target(ONE_HOT), "mean")
     loss.backward()
     assert loss.dtype == torch.float32 and f.grad.dtype == torch.bfloat16
     assert loss.item() == pytest.approx(ONE_HOT_SUM / 3, abs=2e-2)
 
 
-def test_bitset_loss_rejects_bad_input():
+def test_class_set_loss_rejects_bad_input():
     with pytest.raises(ValueError, match="reduction"):
-        bitset_loss(logits(), bits(SOFT), "average")
-    with pytest.raises(ValueError, match="bits must be"):
-        bitset_loss(logits(), bits([[1, 1, 1]]), "mean")
-    with pytest.raises(ValueError, match="bit 3"):
-        bitset_loss(logits(), bits([[8, 1], [1, 1]]), "mean")
+        class_set_loss(logits(), target(SOFT), "average")
+    with pytest.raises(ValueError, match="labels must be"):
+        class_set_loss(logits(), target([[1, 1, 1]]), "mean")
+    with pytest.raises(ValueError, match="class 3, at or above the 3 logit channels"):
+        class_set_loss(logits(), ClassSetTarget(torch.tensor([[[3, 0], [0, 0]]]), torch.zeros(0, dtype=torch.int64),
+                                                torch.zeros(1, dtype=torch.int64)), "mean")
+    with pytest.raises(ValueError, match="bit 3"):   # a bitset with more classes than the logits
+        target([[8, 1], [1, 1]])
     with pytest.raises(TypeError):
-        bitset_loss(logits(), bits(SOFT).float(), "mean")
+        bits_to_target(bits(SOFT).float(), 3)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "paper", "none"])
-def test_bitset_loss_gradcheck(reduction):
+def test_class_set_loss_gradcheck(reduction):
     g = torch.Generator().manual_seed(1)
     f = torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randint(0, 16, (2, 3, 3), generator=g)  # empty, one-hot and 2- to 4-bit pixels
     b[0, 0, 0], b[1, 2, 2], b[1, 0, 0] = 0, 15, 6
-    assert torch.autograd.gradcheck(lambda x: bitset_loss(x, b, reduction), (f,))
+    t = bits_to_target(b, 4)
+    assert torch.autograd.gradcheck(lambda x: class_set_loss(x, t, reduction), (f,))
 
 
 # ----------------------------------------------------------------------------- image_loss
@@ -280,9 +290,12 @@ BOX_MEAN = SOFT_SUM / 3       # 0.8114557
 
 def mixed_batch(order=(0, 1, 2)):
     maps = {0: LOGITS, 1: LOGITS, 2: constant_map(IMG_V)}
-    labels = {0: ONE_HOT, 1: SOFT, 2: [[-1, 12345], [99, 7]]}  # image rows hold garbage: ignored
+    labels = {0: ONE_HOT, 1: SOFT, 2: [[0, 0], [0, 0]]}
     tags = {0: [1.0, 0.0, 0.0], 1: [0.0, 0.0, 0.0], 2: IMG_TAGS}  # only the image row is used
-    return (logits(*[maps[k] for k in order], grad=True), bits(*[labels[k] for k in order]),
+    t = target(*[labels[k] for k in order])
+    # image rows hold garbage (an unknown class set, classes beyond the channels): ignored
+    t.labels[order.index(2)] = torch.tensor([[-1, 12345], [99, -40]])
+    return (logits(*[maps[k] for k in order], grad=True), t,
             torch.tensor(order), torch.tensor([tags[k] for k in order]))
 
 
@@ -315,7 +328,7 @@ def test_mean_pools_pixels_within_a_branch_and_weights_branches_by_their_samples
     # two pixel samples: ONE_HOT (3 labelled, sum 3.5856598) and only p00 of class 1 (1 labelled, 1.0986123),
     # one image sample.  pixel branch = 4.6842721 / 4 = 1.1710680;  total = 2/3 * 1.1710680 + 1/3 * 1.0397208
     f = logits(None, None, constant_map(IMG_V), grad=True)
-    b = bits(ONE_HOT, [[2, 0], [0, 0]], [[0, 0], [0, 0]])
+    b = target(ONE_HOT, [[2, 0], [0, 0]], [[0, 0], [0, 0]])
     total, parts = mixseg_loss(f, b, torch.tensor([0, 0, 2]), torch.tensor([IMG_TAGS] * 3))
     assert parts["pixel"].item() == pytest.approx(1.1710680209, abs=1e-6)
     assert set(parts) == {"pixel", "image"}
@@ -324,7 +337,7 @@ def test_mean_pools_pixels_within_a_branch_and_weights_branches_by_their_samples
 
 def test_a_single_kind_batch_gives_that_branch_alone():
     f = logits(None, None)
-    b = bits(SOFT, ONE_HOT)
+    b = target(SOFT, ONE_HOT)
     total, parts = mixseg_loss(f, b, torch.tensor([1, 1]), None, "mean")
     assert total.item() == pytest.approx(1.0033378405, abs=1e-6) and set(parts) == {"box"}
     total, _ = mixseg_loss(f, b, torch.tensor([1, 1]), None, "paper")
@@ -364,7 +377,7 @@ def test_mixseg_loss_rejects_bad_input():
 def test_mixseg_loss_gradcheck(reduction):
     g = torch.Generator().manual_seed(3)
     f = torch.randn(4, 3, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    b = torch.randint(0, 8, (4, 2, 3), generator=g)
+    b = bits_to_target(torch.randint(0, 8, (4, 2, 3), generator=g), 3)
     k = torch.tensor([0, 2, 1, 2])
     t = torch.rand(4, 3, generator=g, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda x: mixseg_loss(x, b, k, t, reduction)[0], (f,))
@@ -385,16 +398,16 @@ def batches(draw):
     b = torch.zeros(n, h, w, dtype=torch.int64) if empty else torch.tensor(px, dtype=torch.int64).reshape(n, h, w)
     kind = torch.tensor(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
     tags = torch.tensor(draw(st.lists(st.booleans(), min_size=n * c1, max_size=n * c1))).reshape(n, c1)
-    return f, b, kind, tags
+    return f, bits_to_target(b, c1), kind, tags
 
 
 @settings(max_examples=60, deadline=None)
 @given(batches())
-def test_random_logits_and_bitsets_never_give_nan_and_are_non_negative(batch):
+def test_random_logits_and_targets_never_give_nan_and_are_non_negative(batch):
     f, b, kind, tags = batch
     for red in ("mean", "paper"):
         x = f.clone().requires_grad_(True)
-        losses = [bitset_loss(x, b, red), image_loss(x, tags, red), mixseg_loss(x, b, kind, tags, red)[0]]
+        losses = [class_set_loss(x, b, red), image_loss(x, tags, red), mixseg_loss(x, b, kind, tags, red)[0]]
         for loss in losses:
             assert torch.isfinite(loss) and loss.item() >= 0
         sum(losses).backward()

@@ -166,11 +166,6 @@ def augment_pair(image: np.ndarray, bits: np.ndarray, rng, crop=None, scale=Trai
     return img, canvas
 
 
-def _bits_int64(bits: np.ndarray) -> torch.Tensor:
-    """Bitsets of any unsigned width -> int64 with the same bits (bit 63 makes it negative)."""
-    return torch.from_numpy(np.ascontiguousarray(bits).astype(np.uint64).view(np.int64))
-
-
 _LUTS = {}
 
 
@@ -420,15 +415,9 @@ class MixedBatchSampler(SubsetBatchSampler):
 
 
 def collate_targets(targets: list) -> ClassSetTarget:
-    """Stack per-sample :class:`ClassSetTarget` (or (H, W) int64 bitsets, padded with 0) into the
-    batch's: labels padded bottom/right with -1 (ignored), the set tables joined (each sample's
-    set codes shifted past the sets of the samples before it)."""
-    if not isinstance(targets[0], ClassSetTarget):
-        h, w = max(t.shape[0] for t in targets), max(t.shape[1] for t in targets)
-        bits = torch.zeros((len(targets), h, w), dtype=torch.int64)
-        for k, t in enumerate(targets):
-            bits[k, :t.shape[0], :t.shape[1]] = t
-        return bits
+    """Stack per-sample :class:`ClassSetTarget` into the batch's: labels padded bottom/right
+    with -1 (ignored), the set tables joined (each sample's set codes shifted past the sets of
+    the samples before it)."""
     h = max(t.labels.shape[0] for t in targets)
     w = max(t.labels.shape[1] for t in targets)
     labels = torch.full((len(targets), h, w), -1, dtype=torch.int64)

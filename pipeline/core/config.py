@@ -47,7 +47,7 @@ PAPER_THRESHOLDS = (0.25, 0.5, 0.75)
 PAPER_ALPHA = 0.30
 #: The trainable networks (``train/networks.py``) and the variants of the paper's Table 2.
 ARCHS = ("small", "fcn32s", "fcn16s", "fcn8s", "deeplab_largefov", "deeplab_aspp_resnet50",
-         "deeplab_aspp_resnet101", "efficientnet_lite0")
+         "deeplab_aspp_resnet101", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 VARIANTS = ("p", "p+i", "p+b", "p+b+i", "ub")
 SOURCE_KINDS = ("synthetic", "voc2012", "siftflow", "boxes", "camvid", "classmaps", "coco")
 
@@ -491,7 +491,8 @@ class TrainConfig:
     """
     variants: tuple[Literal["p", "p+i", "p+b", "p+b+i", "ub"], ...] = knob(VARIANTS, nonempty=True)
     arch: Literal["small", "fcn32s", "fcn16s", "fcn8s", "deeplab_largefov", "deeplab_aspp_resnet50",
-                  "deeplab_aspp_resnet101", "efficientnet_lite0"] = "small"
+                  "deeplab_aspp_resnet101", "efficientnet_lite0", "efficientnet_lite1",
+                  "efficientnet_lite2"] = "small"
     pretrained: Optional[str] = None
     mode: Literal["practical", "paper"] = "practical"
     sampling: Literal["mixed", "subset"] = "mixed"
