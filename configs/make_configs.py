@@ -120,6 +120,7 @@ REST = """ucm:
   pretrained: data/pretrained/vgg16-397923af.pth   # torchvision's VGG16 ImageNet state dict; never downloaded
   mode: paper              # batch 1, no crop, subset batches, Eq. 3 sums, lr 1e-4 (TrainConfig.resolve in pipeline/core/config.py)
   sampling: subset
+  pixel_share: 0.0         # ordinary batches (the paper: each from one subset)
   batch_size: 1
   crop: null
   scale: [1.0, 1.0]        # no scale augmentation (none in the paper)

@@ -103,6 +103,7 @@ def test_every_key_refuses_a_misspelling(path):
     ("train", "arch", "fcn8", "(did you mean fcn8s?)"),
     ("train", "variants", ["p", "q"], "train.variants: expected one of p, p+i, p+b, p+b+i, ub, got 'q'"),
     ("train", "flip", "yes", "train.flip: expected true or false, got 'yes'"),
+    ("train", "pixel_share", 1.0, "train.pixel_share: expected a number in [0, 1), got 1.0"),
     ("ucm", "scales", [], "ucm.scales: expected a non-empty list of numbers each > 0, got []"),
     ("ucm", "method", "external", "ucm.external_dir: must name a folder"),
     ("quality", "strategies", ["ucm", "magic"], "quality.strategies[1]: unknown box strategy 'magic'"),
@@ -112,6 +113,15 @@ def test_bad_values_are_named_in_one_line(section, key, value, message):
     with pytest.raises(InputError) as e:
         config_from_dict(doc)
     assert str(e.value).startswith("params.yaml: ") and message in str(e.value), str(e.value)
+
+
+def test_a_pixel_share_needs_mixed_batches():
+    doc = with_value(("train", "pixel_share"), 0.25)
+    doc["train"]["sampling"] = "subset"
+    with pytest.raises(InputError) as e:
+        config_from_dict(doc)
+    assert str(e.value) == ("params.yaml: train.pixel_share: needs sampling: mixed (each batch from one subset "
+                            "cannot hold a share of another), not subset")
 
 
 def test_a_misspelt_section_is_refused():

@@ -10,7 +10,8 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from pipeline.core.shards import ShardReader, bitset_dtype, write_label_shard  # noqa: E402
-from train.data import (MEAN, STD, VARIANTS, MixedBatchSampler, ShardDataset, SubsetBatchSampler,  # noqa: E402
+from train.data import (MEAN, STD, VARIANTS, MixedBatchSampler, PixelShareBatchSampler, ShardDataset,  # noqa: E402
+                        SubsetBatchSampler,
                         collate, make_loader, normalize, variant_items)
 from train.losses import ClassSetTarget, target_bits  # noqa: E402
 
@@ -499,6 +500,60 @@ def test_loader_with_workers_matches_in_process(shards):
     assert [b["index"].tolist() for b in got[0]] != [b["index"].tolist() for b in got[1]]
     by_index = [{i: b["image"][n] for b in got[e] for n, i in enumerate(b["index"].tolist())} for e in range(2)]
     assert sum(not torch.equal(by_index[0][i], by_index[1][i]) for i in range(len(ds))) >= len(ds) - 1
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_pixel_share_batches_hold_their_share_and_cover_the_others(drop_last):
+    kinds = _shuffled_kinds()                      # 5 pixel, 11 box, 23 image items
+    pixel = {i for i, k in enumerate(kinds) if k == 0}
+    s = PixelShareBatchSampler(kinds, 8, 0.25, seed=3, drop_last=drop_last)
+    assert s.k == 2                                # 0.25 * 8 pixel items + 6 others per batch
+    want = 34 // 6 if drop_last else -(-34 // 6)   # one pass over the 34 others: 5 or 6 batches
+    assert len(s) == want
+    seen_orders = set()
+    for epoch in range(3):
+        s.set_epoch(epoch)
+        batches = list(s)
+        assert len(batches) == want
+        assert all(sum(i in pixel for i in b) == 2 for b in batches)
+        others = [i for b in batches for i in b if i not in pixel]
+        assert len(others) == len(set(others)) == (30 if drop_last else 34)
+        pix = [i for b in batches for i in b if i in pixel]
+        # pixel items come in whole shuffled passes: each of the 5 appears 2 or 3 times in 10-12 slots
+        assert set(pix) == pixel and max(pix.count(i) for i in pixel) - min(pix.count(i) for i in pixel) <= 1
+        seen_orders.add(tuple(map(tuple, batches)))
+        assert list(s) == batches                  # the order is a function of (seed, epoch)
+    assert len(seen_orders) == 3
+    s.set_epoch(1, start=2)                        # resuming mid-epoch: the same batches from batch 2
+    again = PixelShareBatchSampler(kinds, 8, 0.25, seed=3, drop_last=drop_last)
+    again.set_epoch(1)
+    assert list(s) == list(again)[2:]
+
+
+def test_pixel_share_rounds_and_falls_back_to_mixed():
+    kinds = _shuffled_kinds()
+    assert PixelShareBatchSampler(kinds, 8, 0.01).k == 1          # at least one pixel item
+    assert PixelShareBatchSampler(kinds, 8, 0.99).k == 7          # at least one other item
+    for only in ([0] * 9, [2] * 9):                               # p or ub; image-only: ordinary batches
+        s = PixelShareBatchSampler(only, 4, 0.5, seed=1)
+        m = MixedBatchSampler(len(only), 4, seed=1)
+        assert s.k == 0 and list(s) == list(m)
+    world = [PixelShareBatchSampler(kinds, 8, 0.5, seed=0, rank=r, world_size=2) for r in range(2)]
+    shares = [list(w) for w in world]
+    assert len(shares[0]) == len(shares[1]) == 4   # 34 others / 4 a batch = 9 batches, cut to 8 for 2 ranks
+    assert not set(map(tuple, shares[0])) & set(map(tuple, shares[1]))
+    with pytest.raises(ValueError, match="share"):
+        PixelShareBatchSampler(kinds, 8, 1.0)
+
+
+def test_make_loader_with_a_pixel_share(shards):
+    ds = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=0)   # 3 pixel, 5 box, 7 image
+    loader = make_loader(ds, 4, seed=0, pixel_share=0.5)
+    batches = list(loader)
+    assert len(batches) == len(loader) == -(-12 // 2)
+    assert all(int((b["kind"] == 0).sum()) == 2 for b in batches)
+    with pytest.raises(ValueError, match="mixed"):
+        make_loader(ds, 4, sampling="subset", pixel_share=0.5)
 
 
 def test_make_loader_mixed_ddp_and_variable_sizes(shards):

@@ -27,7 +27,7 @@ NOT_DEPS = {"pipeline/__init__.py"}
 #: Knobs that change how a run goes (its speed, checkpoints, logging), not the data or model it writes.
 RUN_KNOBS = {"synthetic.n_jobs", "source.workers", "ucm.workers", "labels.workers", "train.workers",
              "train.threads", "train.cache_mb", "train.checkpoint_every", "train.log_every"}
-TRAIN_PARAMS = {f"train.{k}" for k in ("arch", "pretrained", "mode", "sampling", "batch_size", "crop", "scale",
+TRAIN_PARAMS = {f"train.{k}" for k in ("arch", "pretrained", "mode", "sampling", "pixel_share", "batch_size", "crop", "scale",
                                         "flip", "lr", "momentum", "weight_decay", "schedule", "warmup", "epochs", "equal_iterations",
                                         "seed", "amp")}
 

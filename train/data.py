@@ -414,6 +414,51 @@ class MixedBatchSampler(SubsetBatchSampler):
         super().__init__(np.zeros(int(n), np.int64), batch_size, **kwargs)
 
 
+class PixelShareBatchSampler(SubsetBatchSampler):
+    """Shuffled batches that each hold a fixed share of pixel-level items.
+
+    Every batch has ``k = round(share * batch_size)`` (at least 1, at most ``batch_size - 1``)
+    pixel items (kind 0) and ``batch_size - k`` of the others.  An epoch is one shuffled pass
+    over the other items (the last batch short unless ``drop_last``); its pixel items come
+    from shuffled passes over the pixel items, as many as the epoch needs, so a pixel image
+    recurs when there are fewer of them than the epoch's pixel slots.  With no pixel item or
+    no other item (``p``, ``ub``) it is :class:`MixedBatchSampler`.  The order depends on
+    ``(seed, epoch)`` only; ranks, ``set_epoch(epoch, start)``, ``with_epoch`` and ``len``
+    as in :class:`SubsetBatchSampler`.
+
+    Why: in ordinary mixed batches of ``p+b+i`` at 1:5:10 a pixel image is 1/16 of the
+    samples, so the few exact labels are diluted by the many weak ones (README, Results on
+    real photos).
+    """
+
+    def __init__(self, kinds, batch_size: int, share: float, **kwargs):
+        kinds = np.asarray(kinds, np.int64)
+        super().__init__(np.zeros(len(kinds), np.int64), batch_size, **kwargs)
+        if not 0 <= share < 1:
+            raise ValueError(f"share must be in [0, 1), got {share}")
+        self._pixel, self._other = np.flatnonzero(kinds == 0), np.flatnonzero(kinds != 0)
+        self.k = 0
+        if share > 0 and len(self._pixel) and len(self._other) and self.batch_size > 1:
+            self.k = min(self.batch_size - 1, max(1, round(share * self.batch_size)))
+            per = self.batch_size - self.k
+            total = len(self._other) // per if self.drop_last else -(-len(self._other) // per)
+            if total < self.world_size:
+                raise ValueError(f"{total} batches of {self.batch_size} cannot be shared by {self.world_size} ranks")
+            self._total = total - total % self.world_size
+
+    def epoch_batches(self) -> list[list[int]]:
+        if self.k == 0:
+            return super().epoch_batches()
+        rng = np.random.default_rng([self.seed, self.epoch])
+        per, n = self.batch_size - self.k, len(self._pixel)
+        other = rng.permutation(self._other) if self.shuffle else self._other
+        n_batches = len(other) // per if self.drop_last else -(-len(other) // per)
+        passes = -(-(n_batches * self.k) // n)
+        pixel = np.concatenate([rng.permutation(self._pixel) if self.shuffle else self._pixel for _ in range(passes)])
+        return [pixel[j * self.k:(j + 1) * self.k].tolist() + other[j * per:(j + 1) * per].tolist()
+                for j in range(n_batches)]
+
+
 def collate_targets(targets: list) -> ClassSetTarget:
     """Stack per-sample :class:`ClassSetTarget` into the batch's: labels padded bottom/right
     with -1 (ignored), the set tables joined (each sample's set codes shifted past the sets of
@@ -455,8 +500,10 @@ def collate(batch: list[dict]) -> dict:
 
 def make_loader(dataset: ShardDataset, batch_size: int, sampling: str = TrainConfig.sampling, seed: int = 0,
                 num_workers: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                drop_last: bool = False) -> DataLoader:
-    """A DataLoader over ``dataset`` with subset (one kind per batch) or mixed batches.
+                drop_last: bool = False, pixel_share: float = TrainConfig.pixel_share) -> DataLoader:
+    """A DataLoader over ``dataset`` with subset (one kind per batch) or mixed batches; mixed
+    batches with ``pixel_share`` > 0 hold that share of pixel-level items
+    (:class:`PixelShareBatchSampler`).
 
     ``loader.batch_sampler.set_epoch(e)`` or ``dataset.set_epoch(e)`` (linked) picks the
     epoch's shuffle and augmentation (``loader.batch_sampler.set_epoch(e, start=k)``
@@ -465,8 +512,12 @@ def make_loader(dataset: ShardDataset, batch_size: int, sampling: str = TrainCon
     """
     kwargs = dict(shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size,
                   with_epoch=True)
+    if pixel_share and sampling != "mixed":
+        raise ValueError(f"pixel_share needs mixed batches, not sampling {sampling!r}")
     if sampling == "subset":
         sampler = SubsetBatchSampler(dataset.kinds, batch_size, **kwargs)
+    elif pixel_share:
+        sampler = PixelShareBatchSampler(dataset.kinds, batch_size, pixel_share, **kwargs)
     elif sampling == "mixed":
         sampler = MixedBatchSampler(len(dataset), batch_size, **kwargs)
     else:

@@ -268,8 +268,8 @@ def train(cfg: TrainConfig, shard_dir, out_dir, variant: str, max_iterations: in
     dataset = ShardDataset(shard_dir, "train", variant, crop=cfg.crop, scale=cfg.scale, flip=cfg.flip,
                            augment=True, seed=cfg.seed, cache_mb=cfg.cache_mb)
     dataset.preload()   # decoded once, before the loader's workers fork and share them
-    loader = make_loader(dataset, cfg.batch_size, sampling=cfg.sampling, seed=cfg.seed,
-                         num_workers=cfg.workers, rank=rank, world_size=world)
+    loader = make_loader(dataset, cfg.batch_size, sampling=cfg.sampling, seed=cfg.seed, num_workers=cfg.workers,
+                         rank=rank, world_size=world, pixel_share=cfg.pixel_share)
     iters_per_epoch = len(loader)
     total = total_iterations(cfg, loader, shard_dir, rank, world)
 

@@ -496,6 +496,7 @@ class TrainConfig:
     pretrained: Optional[str] = None
     mode: Literal["practical", "paper"] = "practical"
     sampling: Literal["mixed", "subset"] = "mixed"
+    pixel_share: float = knob(0.0, lo=0, hi=1, hi_open=True)
     batch_size: int = knob(8, lo=1)
     crop: Optional[tuple[int, int]] = knob((96, 128), lo=1)
     scale: tuple[float, float] = knob((0.75, 1.25), lo=0, lo_open=True)
@@ -530,6 +531,9 @@ class TrainConfig:
             raise ConfigError("variants", f"lists a variant twice: {list(self.variants)}")
         if self.scale[0] > self.scale[1]:
             raise ConfigError("scale", f"must be [min, max], got {list(self.scale)}")
+        if self.pixel_share and self.sampling != "mixed":
+            raise ConfigError("pixel_share", f"needs sampling: mixed (each batch from one subset cannot "
+                                             f"hold a share of another), not {self.sampling}")
 
     @property
     def reduction(self) -> str:
