@@ -84,8 +84,21 @@ def test_equal_iterations_gives_every_variant_the_schedule_of_ub(shards, samplin
     for variant, own in (("p", 2), ("p+i", 6), ("ub", want_ub)):
         ds = ShardDataset(shards, "train", variant, crop=cfg.crop, seed=cfg.seed)
         loader = make_loader(ds, cfg.batch_size, sampling=sampling, seed=cfg.seed)
-        assert total_iterations(cfg, loader, shards) == own
-        assert total_iterations(dataclasses.replace(cfg, equal_iterations=True), loader, shards) == want_ub
+        assert total_iterations(cfg, loader) == own
+        assert total_iterations(dataclasses.replace(cfg, equal_iterations=True), loader) == want_ub
+
+
+def test_equal_iterations_without_true_masks(tmp_path):
+    """A user's boxes-and-tags data has no true masks, so variant ub cannot train; ub's schedule
+    (every training image once per epoch) is still defined and equal_iterations must use it."""
+    from test_data import _write
+
+    from train.data import ShardDataset, make_loader
+    from train.fit import total_iterations
+    folder = _write(tmp_path, ["pixel"] * 3 + ["box"] * 5 + ["image"] * 6, truth=False)   # 14 images
+    cfg = dataclasses.replace(TINY, batch_size=4, epochs=2, equal_iterations=True)
+    loader = make_loader(ShardDataset(folder, "train", "p", seed=0), 4)
+    assert total_iterations(cfg, loader) == 2 * 4    # ceil(14 / 4) batches a pass, 2 passes
 
 
 def test_equal_iterations_runs_p_for_ub_iterations(shards, tmp_path):

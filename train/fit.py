@@ -34,7 +34,7 @@ from pipeline.core.errors import InputError
 
 from .checkpoint import (export_model, load_matching_checkpoint, load_model, nonfinite, restore, run_meta,
                          save_checkpoint, unwrap)
-from .data import ShardDataset, make_loader
+from .data import MixedBatchSampler, ShardDataset, make_loader
 from .losses import mixseg_loss
 from .networks import build_model
 
@@ -57,14 +57,15 @@ def lr_at(cfg: TrainConfig, it: int, total: int) -> float:
     return warm * cfg.lr
 
 
-def total_iterations(cfg: TrainConfig, loader, shard_dir, rank: int = 0, world: int = 1) -> int:
+def total_iterations(cfg: TrainConfig, loader, rank: int = 0, world: int = 1) -> int:
     """Iterations of a run: ``cfg.epochs`` passes over ``loader`` (the variant's images), or
-    with ``cfg.equal_iterations`` over the loader of variant ``ub`` (every training image)."""
+    with ``cfg.equal_iterations`` over ub's batches -- every training image of the shards
+    once, one kind, so mixed and subset sampling batch it alike -- whether or not the images
+    have the true masks ub itself would need."""
     per_epoch = len(loader)
     if cfg.equal_iterations:
-        every = ShardDataset(shard_dir, "train", "ub", crop=cfg.crop, scale=cfg.scale, flip=cfg.flip, seed=cfg.seed)
-        per_epoch = len(make_loader(every, cfg.batch_size, sampling=cfg.sampling, seed=cfg.seed, rank=rank,
-                                    world_size=world))
+        every = len(loader.dataset.reader.ids)
+        per_epoch = len(MixedBatchSampler(every, cfg.batch_size, rank=rank, world_size=world))
     return max(1, math.ceil(cfg.epochs * per_epoch))
 
 
@@ -271,7 +272,7 @@ def train(cfg: TrainConfig, shard_dir, out_dir, variant: str, max_iterations: in
     loader = make_loader(dataset, cfg.batch_size, sampling=cfg.sampling, seed=cfg.seed, num_workers=cfg.workers,
                          rank=rank, world_size=world, pixel_share=cfg.pixel_share)
     iters_per_epoch = len(loader)
-    total = total_iterations(cfg, loader, shard_dir, rank, world)
+    total = total_iterations(cfg, loader, rank, world)
 
     model = build_model(cfg.arch, dataset.num_classes, pretrained=cfg.pretrained).to(device)
     if device.type == "cuda":
