@@ -314,6 +314,21 @@ def test_photo_cache_keeps_decoded_photos_within_its_budget(shards):
         ShardDataset(shards, cache_mb=-1)
 
 
+def test_preload_names_the_shard_file_of_a_photo_that_does_not_decode(tmp_path):
+    from pipeline.core.errors import InputError
+    folder = _write(tmp_path, ["pixel", "box"], shard_size=1)
+    records = [{"id": "r00", "kind": "pixel", "height": H, "width": W, "tags": [0, 1],
+                "image_bytes": b"not a png", "label": _coord_bits().astype(bitset_dtype(NC)),
+                "truth": _coord_truth().astype(bitset_dtype(NC))}]
+    write_label_shard(folder / "labels-train-00000.h5", records, ["background"] + [f"c{i}" for i in range(NC - 1)],
+                      "train")
+    ds = ShardDataset(folder, variant="p+b")
+    with pytest.raises(InputError) as e:
+        ds.preload()
+    assert str(e.value).startswith(f"{folder / 'labels-train-00000.h5'}:r00: not an image file")
+    assert ds._photos == {}
+
+
 def test_preload_decodes_once_within_the_budget(shards, monkeypatch):
     ds = ShardDataset(shards, variant="p+b+i", crop=(12, 14), seed=2)
     want = [ds[i] for i in range(len(ds))]

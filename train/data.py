@@ -250,11 +250,17 @@ class ShardDataset(Dataset):
         image = self._photos.get(image_id)
         if image is None:
             image = self.reader.image(image_id)
-            if self._photo_bytes + image.nbytes <= self.cache_mb * 2 ** 20:
-                image.flags.writeable = False
-                self._photos[image_id] = image
-                self._photo_bytes += image.nbytes
+            self._keep(image_id, image)
         return image
+
+    def _keep(self, image_id, image: np.ndarray) -> bool:
+        """Keep ``image`` (made read-only) if it fits in ``cache_mb``; whether it was kept."""
+        if self._photo_bytes + image.nbytes > self.cache_mb * 2 ** 20:
+            return False
+        image.flags.writeable = False
+        self._photos[image_id] = image
+        self._photo_bytes += image.nbytes
+        return True
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -275,20 +281,15 @@ class ShardDataset(Dataset):
         (the decoder releases the GIL)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from pipeline.core.fileio import decode_image
-        budget = self.cache_mb * 2 ** 20
         todo = [i for i in dict.fromkeys(self.ids) if i not in self._photos]
         r = self.reader
         with ThreadPoolExecutor(max(1, int(threads))) as pool:
             for a in range(0, len(todo), 64):
                 chunk = todo[a:a + 64]
-                data = [(r.image_bytes(i), f"{self.shard_dir}:{i}") for i in chunk]   # reads (and CRCs) here
-                for image_id, image in zip(chunk, pool.map(lambda d: decode_image(*d), data)):
-                    if self._photo_bytes + image.nbytes > budget:
+                data = [r.image_bytes(i) for i in chunk]   # HDF5 reads (and CRC checks) in this thread
+                for image_id, image in zip(chunk, pool.map(r.image, chunk, data)):
+                    if not self._keep(image_id, image):
                         return len(self._photos)
-                    image.flags.writeable = False
-                    self._photos[image_id] = image
-                    self._photo_bytes += image.nbytes
         return len(self._photos)
 
     def raw(self, index: int):

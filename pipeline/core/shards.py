@@ -899,10 +899,11 @@ class ShardReader:
             self._shards.check(k, row, "image", f"image of {image_id}", zlib.crc32(data) & 0xFFFFFFFF)
         return data
 
-    def image(self, image_id) -> np.ndarray:
-        """(H, W, 3) uint8 RGB."""
+    def image(self, image_id, data: bytes | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB; ``data``: its :meth:`image_bytes`, when already read (e.g. to
+        decode in another thread).  A file that does not decode is named ``shard:id``."""
         k, _ = self._loc(image_id)
-        return decode_image(self.image_bytes(image_id), f"{self._shards.paths[k]}:{image_id}")
+        return decode_image(self.image_bytes(image_id) if data is None else data, f"{self._shards.paths[k]}:{image_id}")
 
     def _set_table(self, k: int):
         """Shard k's (label_sets, label_set_offsets, label_set_first), read once (format 3)."""
