@@ -171,25 +171,35 @@ def test_every_problem_of_a_format2_label_shard_is_reported(shards):
     assert len(out) >= 8
 
 
+def _break_shared_schema(f, retype: str, dtype) -> None:
+    """What both formats check alike: no ``kind``, no class list, ids out of order, and the
+    tag dataset ``retype`` stored with another ``dtype``."""
+    del f["kind"]
+    del f.attrs["classes"]
+    tags = f[retype][:].astype(dtype)
+    del f[retype]
+    f.create_dataset(retype, data=tags)
+    ids = f["ids"][:]
+    del f["ids"]
+    f.create_dataset("ids", data=ids[::-1], dtype=h5py.string_dtype())
+
+
+def _assert_shared_schema_reported(report, lab) -> None:
+    assert_reported(report, lab, "kind", "missing dataset")
+    assert_reported(report, lab, "attrs/classes", "missing attribute")
+    assert_reported(report, lab, "ids", "not sorted ('c' before 'b')")
+
+
 def test_schema_problems_are_named(shards):
     lab, _ = shards
     with h5py.File(lab, "r+") as f:
-        del f["kind"]
-        del f.attrs["classes"]
-        tags = f["tag_ids"][:].astype(np.uint32)
-        del f["tag_ids"]
-        f.create_dataset("tag_ids", data=tags)
+        _break_shared_schema(f, "tag_ids", np.uint32)
         del f["label_set_first"]
-        ids = f["ids"][:]
-        del f["ids"]
-        f.create_dataset("ids", data=ids[::-1], dtype=h5py.string_dtype())
         f["label"].create_dataset("x", data=np.zeros((2, 2), np.int32))
     report = verify([lab])
-    assert_reported(report, lab, "kind", "missing dataset")
-    assert_reported(report, lab, "attrs/classes", "missing attribute")
+    _assert_shared_schema_reported(report, lab)
     assert_reported(report, lab, "tag_ids", "dtype uint32, expected uint16")
     assert_reported(report, lab, "label_set_first", "missing dataset")
-    assert_reported(report, lab, "ids", "not sorted ('c' before 'b')")
     assert_reported(report, lab, "label/x", "not in ids")
 
 
@@ -197,21 +207,12 @@ def test_schema_problems_are_named(shards):
 def test_format2_schema_problems_are_named(shards):
     lab, _ = shards
     with h5py.File(lab, "r+") as f:
-        del f["kind"]
-        del f.attrs["classes"]
+        _break_shared_schema(f, "tags", np.uint16)
         f.attrs["bitset_dtype"] = "uint16"
-        tags = f["tags"][:].astype(np.uint16)
-        del f["tags"]
-        f.create_dataset("tags", data=tags)
-        ids = f["ids"][:]
-        del f["ids"]
-        f.create_dataset("ids", data=ids[::-1], dtype=h5py.string_dtype())
     report = verify([lab])
-    assert_reported(report, lab, "kind", "missing dataset")
-    assert_reported(report, lab, "attrs/classes", "missing attribute")
+    _assert_shared_schema_reported(report, lab)
     assert_reported(report, lab, "attrs/bitset_dtype", "uint16, but 5 classes need uint8")
     assert_reported(report, lab, "tags", "dtype uint16, expected uint8")
-    assert_reported(report, lab, "ids", "not sorted ('c' before 'b')")
 
 
 def test_duplicate_ids_and_class_lists_across_a_folder(shards, tmp_path):
